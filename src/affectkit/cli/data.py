@@ -1,0 +1,49 @@
+"""`affectkit data make TASK --out DIR`: write a task's embedded benchmark in its real format."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from affectkit.cli._app import command_errors, new_app
+from affectkit.cli._common import SEED_OPTION, task_for
+from affectkit.core.cache import materialize
+from affectkit.core.errors import UsageError
+from affectkit.core.output import get_output
+
+data_app = new_app("Embedded benchmarks: generate data in each task's real on-disk format.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(data_app, name="data")
+
+
+@data_app.command("make", help="Write TASK's embedded benchmark (seeded, known ground truth) to --out.")
+@command_errors
+def make(
+    task: str = typer.Argument(..., help="Task name (see `affectkit tasks`)."),
+    out: Path = typer.Option(..., "--out", help="Directory to create."),
+    seed: int = SEED_OPTION,
+    quick: bool = typer.Option(False, "--quick", help="A smaller benchmark for smoke tests."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing directory."),
+) -> None:
+    spec = task_for(task, "data")
+    output = get_output()
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UsageError(f"{out}: directory exists and is not empty", "pass --overwrite or choose another --out")
+    t0 = time.perf_counter()
+    output.log(f"writing the {task} embedded benchmark (seed {seed}{', quick' if quick else ''}) to {out}")
+    summary = materialize(out, lambda d: spec.make_data(d, seed, quick), replace=True)
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    fields = {
+        "task": task,
+        "out": str(out),
+        "seed": seed,
+        "quick": quick,
+        "n_files": len(files),
+        "seconds": round(time.perf_counter() - t0, 2),
+        **dict(summary or {}),
+    }
+    output.result(fields)

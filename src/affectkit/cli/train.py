@@ -1,0 +1,97 @@
+"""`affectkit train TASK`: train a task's method; the run directory keeps everything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from affectkit.cli._app import command_errors
+from affectkit.cli._common import CONFIG_OPTION, PRECISION_OPTION, SEED_OPTION, SET_OPTION, task_for
+from affectkit.core.config import load_yaml, merge, resolve, to_yaml
+from affectkit.core.errors import require_dir
+from affectkit.core.output import format_value, get_output
+from affectkit.core.runs import RunDir
+from affectkit.core.task import TrainRequest
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train", help="Train TASK (on its embedded benchmark unless --data is given).")(train)
+
+
+@command_errors
+def train(
+    task: str = typer.Argument(..., help="Task name (see `affectkit tasks`)."),
+    data: Path | None = typer.Option(None, "--data", help="Dataset directory in the task's format."),
+    config: Path | None = CONFIG_OPTION,
+    overrides: list[str] | None = SET_OPTION,
+    out: Path | None = typer.Option(None, "--out", help="Run directory [default: runs/TASK-seedN]."),
+    seed: int = SEED_OPTION,
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Optimizer steps (train.max_steps)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
+    precision: str = PRECISION_OPTION,
+) -> None:
+    spec = task_for(task, "train")
+    output = get_output()
+    out = out or Path("runs") / f"{task}-seed{seed}"
+    run = RunDir.open(out, resume=resume, overwrite=overwrite)
+
+    base = None
+    if resume and run.config_path.exists():
+        # the saved config is the base; a config file, --set and options given now apply on top
+        base = merge(spec.Config(), load_yaml(run.config_path), str(run.config_path))
+    loop_config = hasattr(spec.Config(), "train")
+    explicit = {"train.max_steps": max_steps} if (max_steps is not None and loop_config) else {}
+    cfg = resolve(spec.Config, config, overrides or [], explicit, base=base)
+
+    from affectkit.core.device import get_accelerator
+
+    accelerator = get_accelerator(precision)
+    if data is not None:
+        data_dir = require_dir(data, "data directory")
+    else:
+        from affectkit.core.cache import embedded_data
+
+        if accelerator.is_main_process:
+            output.log(f"no --data: using the embedded {task} benchmark (seed {seed})")
+            data_dir = embedded_data(spec, seed)
+        accelerator.wait_for_everyone()
+        data_dir = embedded_data(spec, seed)
+
+    accelerator.wait_for_everyone()
+    run.create()
+    run.write_config(to_yaml(cfg))
+    run.write_meta(seed, {"task": task, "data_dir": str(Path(data_dir).resolve()), "precision": precision,
+                          "num_processes": accelerator.num_processes})
+
+    if hasattr(spec, "run"):
+        request = TrainRequest(cfg=cfg, data_dir=Path(data_dir), run=run, seed=seed, output=output,
+                               precision=precision, resume=resume, max_steps=max_steps)
+        summary = dict(spec.run(request))
+    else:
+        from affectkit.core.loop import fit
+
+        bundle = spec.build_data(cfg, Path(data_dir))
+        fitted = fit(spec, cfg, bundle, accelerator, output, seed, run=run, resume=resume)
+        summary = {"step": fitted.step, "metrics": fitted.metrics, "best": fitted.best,
+                   "stopped_early": fitted.stopped_early}
+
+    result = {"task": task, "run_dir": str(run.path), "seed": seed, **summary}
+    run.write_results(result)
+    run.write_report(_report(task, result))
+    output.result(result)
+
+
+def _report(task: str, result: dict) -> str:
+    lines = [f"# {task} run", "", f"- run dir: `{result['run_dir']}`", f"- seed: {result['seed']}"]
+    if "step" in result:
+        lines.append(f"- steps: {result['step']}")
+    best = result.get("best") or {}
+    if best.get("step") is not None:
+        lines.append(f"- best {best['metric']}: {format_value(best['value'])} at step {best['step']}")
+    metrics = result.get("metrics") or {}
+    if metrics:
+        lines += ["", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {format_value(v)} |" for k, v in metrics.items()]
+    return "\n".join(lines) + "\n"

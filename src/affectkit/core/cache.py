@@ -1,0 +1,47 @@
+"""Where embedded benchmarks are generated on first use: ``$AFFECTKIT_CACHE`` or ~/.cache/affectkit."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def cache_root() -> Path:
+    root = os.environ.get("AFFECTKIT_CACHE")
+    if root:
+        return Path(root)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "affectkit"
+
+
+def materialize(final: Path, writer: Callable[[Path], Any], replace: bool = False) -> Any:
+    """Run ``writer(staging_dir)`` and move the finished directory to ``final`` in one rename.
+
+    A directory is therefore either complete or absent, even if the writer is killed.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        result = writer(staging)
+        if final.exists():
+            if not replace:
+                shutil.rmtree(staging)
+                return result
+            shutil.rmtree(final)
+        os.replace(staging, final)
+        return result
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def embedded_data(task: Any, seed: int, quick: bool = False) -> Path:
+    """The task's embedded benchmark for ``seed``, generated into the cache on first use."""
+    final = cache_root() / "data" / f"{task.name}-seed{seed}{'-quick' if quick else ''}"
+    if not final.exists():
+        materialize(final, lambda d: task.make_data(d, seed, quick))
+    return final

@@ -1,0 +1,301 @@
+"""Typed configs: dataclass defaults, then a YAML file, then ``--set a.b=v`` overrides.
+
+Keys are strict (an unknown key names the nearest valid one), values are type-checked against the
+dataclass annotations, and a config writes itself back out as commented YAML.
+Document a field with ``field(default=..., metadata={"help": "..."})``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+import yaml
+
+from affectkit.core.errors import DataError, UsageError
+
+T = TypeVar("T")
+
+
+def help_field(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:  # noqa: A002
+    """``dataclasses.field`` with a help text that ends up as a YAML comment."""
+    if isinstance(default, (list, dict, set)):
+        value = default
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata={"help": help}, **kwargs)
+    if dataclasses.is_dataclass(default) and not isinstance(default, type):
+        value = default
+        return dataclasses.field(
+            default_factory=lambda: dataclasses.replace(value), metadata={"help": help}, **kwargs
+        )
+    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def all_keys(cls: type, prefix: str = "") -> list[str]:
+    """Every dotted key of a dataclass type, nested ones included."""
+    keys = []
+    for f in dataclasses.fields(cls):
+        name = prefix + f.name
+        keys.append(name)
+        ftype = _hints(cls)[f.name]
+        if _is_dataclass_type(ftype):
+            keys.extend(all_keys(ftype, name + "."))
+    return keys
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any] | None, source: str = "config") -> T:
+    """Build ``cls`` from a (nested) mapping; unknown keys and wrong types raise UsageError."""
+    return _merge(cls(), data or {}, source, "")
+
+
+def merge(cfg: T, data: Mapping[str, Any], source: str = "config") -> T:
+    """A copy of ``cfg`` with ``data`` (nested mapping) applied on top."""
+    return _merge(cfg, data, source, "")
+
+
+def apply_overrides(cfg: T, overrides: Iterable[str], source: str = "--set") -> T:
+    """Apply ``a.b=value`` strings; values are parsed with yaml.safe_load."""
+    for item in overrides:
+        if "=" not in item:
+            raise UsageError(f"{source} {item!r}: expected KEY=VALUE", "for example --set train.lr=0.001")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        try:
+            value = yaml.safe_load(raw) if raw.strip() != "" else ""
+        except yaml.YAMLError as exc:
+            raise UsageError(f"{source} {key}: cannot parse value {raw!r} ({exc.__class__.__name__})") from None
+        nested: dict[str, Any] = {}
+        node = nested
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+        cfg = _merge(cfg, nested, source, "")
+    return cfg
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.exists():
+        raise DataError(p, "config file not found")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(p, f"cannot read config file ({exc.__class__.__name__}: {exc})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise DataError(p, f"invalid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise DataError(p, f"expected a mapping at the top level, found {type(data).__name__}")
+    return data
+
+
+def resolve(
+    cls: type[T],
+    config_file: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    explicit: Mapping[str, Any] | None = None,
+    base: T | None = None,
+) -> T:
+    """Defaults (or ``base``), then the YAML file, then ``--set`` overrides, then explicit options."""
+    cfg = base if base is not None else cls()
+    if config_file is not None:
+        cfg = _merge(cfg, load_yaml(config_file), str(config_file), "")
+    cfg = apply_overrides(cfg, overrides)
+    for key, value in (explicit or {}).items():
+        if value is None:
+            continue
+        nested: dict[str, Any] = {}
+        node = nested
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+        cfg = _merge(cfg, nested, "option", "")
+    return cfg
+
+
+def to_yaml(cfg: Any, comments: bool = True) -> str:
+    """The config as YAML, with each field's help text as a comment above it."""
+    lines: list[str] = []
+    if comments and cfg.__class__.__doc__ and not cfg.__class__.__doc__.startswith(cfg.__class__.__name__ + "("):
+        for doc_line in cfg.__class__.__doc__.strip().splitlines():
+            lines.append(f"# {doc_line.strip()}".rstrip())
+    _emit(cfg, lines, 0, comments)
+    return "\n".join(lines) + "\n"
+
+
+def save_yaml(cfg: Any, path: str | Path) -> None:
+    from affectkit.core.runs import atomic_write_text
+
+    atomic_write_text(Path(path), to_yaml(cfg))
+
+
+# ---- internals ------------------------------------------------------------------------------
+
+
+def _emit(cfg: Any, lines: list[str], indent: int, comments: bool) -> None:
+    pad = "  " * indent
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        help_text = f.metadata.get("help", "")
+        if comments and help_text:
+            for text in help_text.splitlines():
+                lines.append(f"{pad}# {text}")
+        if dataclasses.is_dataclass(value):
+            lines.append(f"{pad}{f.name}:")
+            _emit(value, lines, indent + 1, comments)
+        else:
+            dumped = yaml.safe_dump({f.name: value}, default_flow_style=True, sort_keys=False, width=10_000)
+            dumped = dumped.strip()
+            if dumped.startswith("{") and dumped.endswith("}"):
+                dumped = dumped[1:-1]
+            lines.append(f"{pad}{dumped}")
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _merge(cfg: Any, data: Mapping[str, Any], source: str, prefix: str, root: type | None = None) -> Any:
+    root = root or type(cfg)
+    if not isinstance(data, Mapping):
+        raise UsageError(f"{source}: {prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
+    cls = type(cfg)
+    hints = _hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    updates: dict[str, Any] = {}
+    for key, value in data.items():
+        key = str(key)
+        full = prefix + key
+        if key not in names:
+            raise UsageError(f"{source}: unknown config key {full!r}", _suggest(full, all_keys(root)))
+        tp = hints[key]
+        current = getattr(cfg, key)
+        if _is_dataclass_type(tp):
+            if value is None:
+                raise UsageError(f"{source}: {full} must be a mapping, got null")
+            updates[key] = _merge(current, value, source, full + ".", root)
+        else:
+            updates[key] = _check(value, tp, f"{source}: {full}")
+    return dataclasses.replace(cfg, **updates)
+
+
+def _suggest(key: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
+    if not close:
+        leaf = key.rsplit(".", 1)[-1]
+        close = [c for c in candidates if c.rsplit(".", 1)[-1] == leaf][:1]
+    if close:
+        return f"did you mean {close[0]!r}? (see `affectkit config TASK` for every key)"
+    return "see `affectkit config TASK` for every key"
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _check(value: Any, tp: Any, where: str) -> Any:
+    """Return ``value`` converted to ``tp`` where that is lossless, else raise UsageError."""
+    if tp is Any:
+        return value
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check(value, arg, where)
+            except UsageError as exc:
+                errors.append(exc)
+        raise UsageError(f"{where}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+    if origin is Literal:
+        if value in args:
+            return value
+        raise UsageError(f"{where}: expected one of {', '.join(map(repr, args))}, got {value!r}")
+    if origin in (list, tuple):
+        if isinstance(value, str) and "," in value:
+            value = [yaml.safe_load(v) for v in value.split(",")]
+        elif not isinstance(value, (list, tuple)):
+            value = [value]
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise UsageError(f"{where}: expected {len(args)} items, got {len(value)}")
+            return tuple(_check(v, a, where) for v, a in zip(value, args, strict=True))
+        inner = args[0] if args else Any
+        items = [_check(v, inner, where) for v in value]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise UsageError(f"{where}: expected a mapping, got {value!r}")
+        kt, vt = args if args else (Any, Any)
+        return {_check(k, kt, where): _check(v, vt, where) for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise UsageError(f"{where}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise UsageError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise UsageError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise UsageError(f"{where}: expected a string, got {value!r}")
+    if tp is Path:
+        if isinstance(value, (str, Path)):
+            return Path(value)
+        raise UsageError(f"{where}: expected a path, got {value!r}")
+    if isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise UsageError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Settings of the shared training loop."""
+
+    max_steps: int = help_field(200, "optimizer steps in total")
+    batch_size: int = help_field(32, "global batch size (split across processes)")
+    lr: float = help_field(1e-3, "peak learning rate")
+    weight_decay: float = help_field(0.0, "AdamW weight decay")
+    warmup_steps: int = help_field(0, "linear warm-up steps, then cosine decay to zero (0: constant lr)")
+    schedule: Literal["constant", "cosine"] = help_field("constant", "learning-rate schedule after warm-up")
+    grad_accum: int = help_field(1, "gradient accumulation steps per optimizer step")
+    clip_grad_norm: float = help_field(1.0, "max global gradient norm (0 disables clipping)")
+    eval_every: int = help_field(50, "evaluate every N optimizer steps (0: only at the end)")
+    checkpoint_every: int = help_field(50, "checkpoint every N optimizer steps (0: only at the end)")
+    keep_checkpoints: int = help_field(2, "how many step checkpoints to keep (the best is kept apart)")
+    early_stop_patience: int = help_field(0, "stop after N evaluations without improvement (0: never)")
+    log_every: int = help_field(10, "log the training loss every N optimizer steps")
+    num_workers: int = help_field(0, "DataLoader worker processes")

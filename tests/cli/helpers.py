@@ -1,0 +1,22 @@
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from affectkit.cli import app, hoist_global_flags
+
+
+def invoke(*args: str):
+    """Run the CLI in-process; returns click's Result with separate stdout and stderr."""
+    return CliRunner().invoke(app, hoist_global_flags(list(args)), catch_exceptions=False)
+
+
+def json_lines(text: str) -> list[dict]:
+    """Every stdout line must be a JSON object."""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def run_cli(args: list[str], env: dict, timeout: int = 300, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "affectkit", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd)
