@@ -21,6 +21,6 @@ def test_recipe_resolves(recipe: Path):
     task_name = recipe.stem
     assert task_name in BUILTIN, f"{recipe}: no landed task named {task_name!r}"
     header = [line for line in recipe.read_text().splitlines() if line.startswith("#")]
-    assert any(f"affectkit" in line and task_name in line for line in header), f"{recipe}: header lacks the command line"
+    assert any("affectkit" in line and task_name in line for line in header), f"{recipe}: header lacks the command line"
     task = load_task(task_name)
     resolve(task.Config, recipe)

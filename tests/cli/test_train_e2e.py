@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
-
 from tests.cli.helpers import invoke, json_lines, run_cli
 from tests.conftest import subprocess_env
 

@@ -15,6 +15,7 @@ Only the main process writes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -106,10 +107,8 @@ def versions() -> dict[str, str]:
 
     found = {"python": sys.version.split()[0]}
     for pkg in ("affectkit", "torch", "transformers", "accelerate", "numpy"):
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             found[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
     return found
 
 

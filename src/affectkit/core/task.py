@@ -3,6 +3,18 @@
 A task module exposes one object (``TASK``) with these attributes. Tasks that fit the shared
 training loop implement ``build_data``/``build_model``/``train_step``/``eval_step``/``evaluate``;
 tasks whose shape does not fit implement ``run(request)`` instead and still use runs/output/errors.
+
+Optional hooks, looked up with ``hasattr``:
+
+- ``run(request: TrainRequest) -> dict``: ``affectkit train TASK`` calls it instead of the shared
+  loop. The run directory is already created (config.yaml, meta.json written); the returned dict is
+  merged into results.json and the final ``{"event": "result"}`` line (``run_dir``, ``task`` and
+  ``seed`` are added by the CLI).
+- ``evaluate_command(request: EvaluateRequest) -> dict``: ``affectkit evaluate TASK`` calls it
+  instead of loading a loop checkpoint (``--model DIR``, ``--judgments DIR``, ``--run``, ``--data``,
+  ``--set``...). Return ``{"metrics": {...}, ...}``; the CLI prints it and adds ``task``.
+- ``configure_optimizer(model, cfg)`` (loop tasks): parameter groups with their own learning rates.
+- ``after_step(model, cfg, step)`` (loop tasks): e.g. a weight-EMA update after each optimizer step.
 """
 
 from __future__ import annotations
