@@ -1,0 +1,108 @@
+"""moe-quant: expert-wise mixed-precision post-training quantization of Mixtral and Switch MoE
+models (router-norm change + MaxVar order, the authors' count rule or a MILP, GPTQ/RTN underneath).
+
+Paper: Chowdhury et al., *Efficient Quantization of Mixture-of-Experts with Theoretical
+Generalization Guarantees*, ICLR 2026 (arXiv 2604.06515). Torch is imported only when used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from affectkit.core.task import BenchContext, BenchResult, EvaluateRequest, MetricSpec, TrainRequest
+from affectkit.tasks.moe_quant.config import Config, QuantConfig
+
+__all__ = ["TASK", "Config", "QuantConfig", "evaluate_model", "load_quantized", "register_with_transformers"]
+
+
+def evaluate_model(model_dir: str | Path, corpus_name: str | None = None, nsamples: int = 64) -> dict[str, Any]:
+    from affectkit.tasks.moe_quant.run import evaluate_model as _ev
+
+    return _ev(model_dir, corpus_name, nsamples)
+
+
+def load_quantized(model_dir: str | Path):
+    from affectkit.tasks.moe_quant.fmt import load_quantized as _lq
+
+    return _lq(model_dir)
+
+
+def register_with_transformers() -> None:
+    """Register the ``affectkit_moe_mp`` quantizer so ``from_pretrained(DIR)`` rebuilds quantized models."""
+    from affectkit.tasks.moe_quant.fmt import register_with_transformers as _reg
+
+    _reg()
+
+
+class MoEQuantTask:
+    name = "moe-quant"
+    summary = "Expert-wise mixed-precision quantization of Mixtral/Switch MoE (router-norm + MaxVar)"
+    verbs = ("data", "train", "evaluate", "bench", "quantize")
+    Config = Config
+    metrics = (
+        MetricSpec("ppl", higher_is_better=False, description="held-out perplexity (bytes)"),
+        MetricSpec("loss", higher_is_better=False, description="held-out cross-entropy, nats per byte"),
+        MetricSpec("token_acc", higher_is_better=True, description="next-byte (Mixtral) or target-byte (Switch) accuracy"),
+    )
+
+    def make_data(self, out: Path, seed: int, quick: bool) -> dict[str, Any]:
+        from affectkit.tasks.moe_quant.data import make_data
+
+        return make_data(out, seed, quick)
+
+    def run(self, request: TrainRequest) -> dict[str, Any]:
+        """``affectkit train moe-lm --set arch=mixtral|switch [--set init_from=DIR]``."""
+        import dataclasses
+
+        from affectkit.tasks.moe_quant.lm import LMConfig, train_lm
+
+        cfg = request.cfg
+        if request.max_steps is not None:
+            cfg = dataclasses.replace(cfg, steps=int(request.max_steps))
+        lm = LMConfig.from_task_config(cfg, request.seed)
+        out = (request.run.path if request.run is not None else Path("runs") / "moe-quant") / "model"
+        out_ = request.output
+        with out_.progress(f"training tiny {lm.arch}", total=lm.steps) as bar:
+            rep = train_lm(lm, out, log=out_.log, progress=lambda s, loss: bar.advance(status=f"loss {loss:.3f}"),
+                           data_dir=request.data_dir)
+        return {"model_dir": str(out), "metrics": rep["heldout"], "train_seconds": rep["seconds"]}
+
+    def evaluate_command(self, request: EvaluateRequest) -> dict[str, Any]:
+        """``affectkit evaluate moe-quant --model DIR``."""
+        from affectkit.core.errors import UsageError
+
+        if request.model is None:
+            raise UsageError("--model is required for moe-quant", "pass a directory written by `affectkit quantize`")
+        return evaluate_model(request.model)
+
+    def bench(self, ctx: BenchContext) -> BenchResult:
+        from affectkit.tasks.moe_quant.bench import run_bench
+
+        return run_bench(ctx)
+
+
+TASK = MoEQuantTask()
+
+
+class MoELMTask:
+    """``affectkit train moe-lm``: moe-quant's tiny Mixtral / Switch trainer under its own name (the
+    embedded models that ``affectkit quantize`` uses when no ``--model`` is given)."""
+
+    name = "moe-lm"
+    summary = "Tiny Mixtral / Switch MoE language models for moe-quant, trained on CPython-shipped text"
+    verbs = ("data", "train")
+    Config = Config
+    metrics = MoEQuantTask.metrics
+
+    def make_data(self, out: Path, seed: int, quick: bool) -> dict[str, Any]:
+        return TASK.make_data(out, seed, quick)
+
+    def run(self, request: TrainRequest) -> dict[str, Any]:
+        return TASK.run(request)
+
+    def bench(self, ctx: BenchContext) -> BenchResult:  # not offered: see `affectkit bench moe-quant`
+        return TASK.bench(ctx)
+
+
+MOE_LM = MoELMTask()

@@ -1,0 +1,274 @@
+"""What the commands call: ``quantize_in_memory`` (scores -> order -> bits -> packed model),
+``run_quantize`` (``affectkit quantize``), ``evaluate_model`` (``affectkit evaluate moe-quant``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from affectkit.core.errors import DataError, UsageError
+from affectkit.tasks.moe_quant.config import QuantConfig
+from affectkit.tasks.moe_quant.fmt import QUANT_METHOD, read_quant_config, save_quantized
+from affectkit.tasks.moe_quant.lm import (
+    ROUTER_INIT_FILE,
+    LMConfig,
+    arch_of,
+    corpus,
+    eval_loss,
+    forward,
+    heldout_batches,
+    lm_batches,
+    lm_config_of,
+    snapshot_routers,
+    switch_batches,
+    train_info,
+)
+
+
+def validate(qc: QuantConfig) -> tuple[int | None, list[int]]:
+    """(uniform bits or None, levels high to low); UsageError naming the flag at fault."""
+    levels = sorted({int(b) for b in qc.levels}, reverse=True)
+    if any(not 1 <= b <= 8 for b in levels):
+        raise UsageError(f"--levels {qc.levels}: every level must be in 1..8")
+    if qc.bits == "auto":
+        if qc.avg_bits is None:
+            raise UsageError("--bits auto needs a budget", "add --avg-bits B, e.g. --avg-bits 2.5 --levels 3,2")
+        if len(levels) not in (2, 3):
+            raise UsageError(f"--levels {qc.levels}: give two levels, or three equally spaced ones")
+        if len(levels) == 3 and levels[0] - levels[1] != levels[1] - levels[2]:
+            raise UsageError(f"--levels {qc.levels}: three levels must be equally spaced", "e.g. --levels 4,3,2")
+        if not levels[-1] <= qc.avg_bits <= levels[0]:
+            raise UsageError(f"--avg-bits {qc.avg_bits} is outside the levels {levels}")
+        return None, levels
+    try:
+        b = int(qc.bits)
+    except ValueError:
+        raise UsageError(f"--bits {qc.bits!r}: expected auto or an integer 1..8") from None
+    if not 1 <= b <= 8:
+        raise UsageError(f"--bits {b}: expected 1..8")
+    return b, [b]
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
+                   "vocab.json", "merges.txt", "spiece.model")
+
+
+def has_tokenizer(model_dir: Path | None) -> bool:
+    return model_dir is not None and any((Path(model_dir) / f).exists() for f in ("tokenizer.json", "tokenizer.model", "spiece.model"))
+
+
+def streams(model, model_dir: Path | None, name: str, seed: int, marker: float):
+    """(train, heldout) token streams: the model's own tokenizer when its directory has one (real
+    checkpoints), else bytes (the embedded byte-level models; needs vocab_size >= 256)."""
+    import numpy as np
+
+    if has_tokenizer(model_dir):
+        from transformers import AutoTokenizer
+
+        from affectkit.tasks.moe_quant.lm import corpus_bytes
+
+        tok = AutoTokenizer.from_pretrained(str(model_dir))
+        ids = np.asarray(tok(corpus_bytes(name).decode("utf-8", errors="replace"))["input_ids"], dtype=np.int64)
+        cut = int(len(ids) * 0.9)
+        return ids[:cut], ids[cut:]
+    vocab = int(getattr(model.config, "vocab_size", 256))
+    if vocab < 256:
+        raise DataError(model_dir or "model", f"vocab_size {vocab} < 256 and no tokenizer files in the model directory",
+                        "byte-level calibration needs 256 token ids; add the model's tokenizer files")
+    return corpus(name, seed, marker)
+
+
+def _src_config(model_dir: Path | None) -> LMConfig:
+    return lm_config_of(model_dir) if model_dir is not None else LMConfig()
+
+
+def calibration_batches(model, qc: QuantConfig, model_dir: Path | None) -> list[dict]:
+    src = _src_config(model_dir)
+    if qc.calib == "auto":
+        name, marker = src.corpus, src.marker_frac
+    else:
+        name, marker = qc.calib, 0.0
+    train, _ = streams(model, model_dir, name, src.seed, marker)
+    if arch_of(model) == "switch":
+        return switch_batches(train, src.switch_snippet, qc.nsamples, 16, seed=qc.seed)
+    return lm_batches(train, qc.seqlen, qc.nsamples, 16, seed=qc.seed)
+
+
+def router_reference(model_dir: Path | None, qc: QuantConfig) -> tuple[str, dict | None]:
+    from safetensors.torch import load_file
+
+    kind = qc.router_ref
+    snap = model_dir / ROUTER_INIT_FILE if model_dir is not None else None
+    if kind == "auto":
+        kind = "snapshot" if snap is not None and snap.exists() else "none"
+    if kind == "snapshot":
+        if snap is None or not snap.exists():
+            raise DataError(snap or "model", f"no {ROUTER_INIT_FILE} (router snapshot) in the model directory",
+                            "use --router-ref none or init-expected, or train the model with affectkit")
+        return kind, load_file(str(snap))
+    if kind == "checkpoint":
+        if not qc.router_ref_path:
+            raise UsageError("--router-ref checkpoint needs --router-ref-path DIR (the reference model)")
+        from affectkit.tasks.moe_quant.lm import load_float_model
+
+        return kind, snapshot_routers(load_float_model(qc.router_ref_path))
+    return kind, None
+
+
+def quantize_in_memory(model, qc: QuantConfig, model_dir: Path | None = None, calib: list[dict] | None = None,
+                       output=None) -> dict[str, Any]:
+    """Allocate bits and quantize ``model`` in place. Returns the quantization_config, the report
+    and timings."""
+    from affectkit.tasks.moe_quant.method import (
+        allocate_from_orders,
+        expert_scores,
+        expert_sensitivity,
+        layer_orders,
+        uniform_allocation,
+    )
+    from affectkit.tasks.moe_quant.pipeline import QuantOptions, count_routed_tokens, quantize_model
+
+    uniform, levels = validate(qc)
+    t0 = time.perf_counter()
+    ref_kind, ref_w = router_reference(model_dir, qc)
+    scores = expert_scores(model, ref_kind, ref_w, qc.maxvar)
+    t_scores = time.perf_counter() - t0
+    if calib is None:  # also for RTN: routed-token counts go into the report
+        calib = calibration_batches(model, qc, model_dir)
+    counts = count_routed_tokens(model, calib, forward) if calib else None
+    sens = None
+    t1 = time.perf_counter()
+    if uniform is not None:
+        allocation = uniform_allocation(model, uniform)
+        order_kind = "uniform"
+    else:
+        if qc.order == "sensitivity":
+            probe = calib[: max(1, len(calib) // 2)]
+            sens = expert_sensitivity(model, levels, lambda m: eval_loss(m, probe)["loss"], qc.group_size, qc.sym)
+        orders = layer_orders(qc.order, scores, qc.zeta, qc.seed, counts, sens)
+        allocation = allocate_from_orders(orders, levels, float(qc.avg_bits), qc.policy, qc.allow_over, qc.order,
+                                          qc.rank_weight, scores)
+        order_kind = qc.order
+    t_alloc = time.perf_counter() - t1 + t_scores
+    opts = QuantOptions(qc.method, qc.group_size, qc.sym, qc.damp, qc.min_tokens, qc.attn_bits,
+                        qc.quantize_router, qc.router_bits)
+    t2 = time.perf_counter()
+    qrep = quantize_model(model, allocation.expert_bits(), opts, calib if qc.method == "gptq" else None, forward)
+    t_quant = time.perf_counter() - t2
+    layers = []
+    for la in allocation.layers:
+        rank = {e: r for r, e in enumerate(la.order)}
+        s = scores[la.name]
+        experts = []
+        for e, qe in enumerate(qrep["layers"][la.name]):
+            row = {"expert": e, "bits": la.bits[e], "rank": rank[e], "lambda": s["lambda"][e],
+                   "router_norm": s["router_norm"][e], "maxvar": s["maxvar"][e],
+                   "calib_tokens": counts[la.name][e] if counts else qe["calib_tokens"], "method": qe["method"]}
+            if sens is not None:
+                row["sensitivity"] = sens[la.name][e]
+            experts.append(row)
+            if output is not None and row["calib_tokens"] < qc.min_tokens and qc.method == "gptq":
+                output.warn(f"{la.name} expert {e}: {row['calib_tokens']} calibration tokens < {qc.min_tokens}; RTN fallback")
+        layers.append({"name": la.name, "order": la.order, "experts": experts})
+    qcfg = {
+        "quant_method": QUANT_METHOD, "method": qc.method, "group_size": qc.group_size, "sym": qc.sym,
+        "damp": qc.damp, "min_tokens": qc.min_tokens,
+        "attn_bits": qc.attn_bits, "attn_modules": sorted(qrep["attention"]),
+        "router": f"rtn-{qc.router_bits}bit-values-stored-float" if qc.quantize_router else "float",
+        "allocation": {"policy": allocation.policy if uniform is None else "uniform", "order": order_kind,
+                       "zeta": qc.zeta, "levels": levels, "avg_bits": qc.avg_bits if uniform is None else float(uniform),
+                       "achieved_avg_bits": allocation.achieved_avg, "router_ref": ref_kind, "maxvar": qc.maxvar},
+        "expert_bits": allocation.expert_bits(),
+    }
+    report = {"allocation": qcfg["allocation"], "layers": layers, "attention": qrep["attention"],
+              "timing_s": {"allocation": t_alloc, "quantization": t_quant}}
+    return {"qcfg": qcfg, "report": report, "allocation": allocation}
+
+
+def run_quantize(arch: str, model_dir: Path | None, qc: QuantConfig, out: Path, overwrite: bool = False,
+                 evaluate: bool = True, output=None) -> dict[str, Any]:
+    import torch
+
+    from affectkit.tasks.moe_quant.lm import embedded_model, load_float_model
+    from affectkit.tasks.moe_quant.pipeline import packed_tensor_census
+
+    validate(qc)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UsageError(f"--out {out} exists and is not empty", "pass --overwrite to replace it, or choose another --out")
+    if model_dir is None:
+        if output is not None:
+            output.log(f"no --model: using the embedded tiny {arch} (trained on first use, then cached)")
+        model_dir = embedded_model(arch, log=output.log if output else None)
+    else:
+        model_dir = Path(model_dir)
+        if not (model_dir / "config.json").exists():
+            raise DataError(model_dir, "no config.json: not a transformers model directory")
+    try:
+        model = load_float_model(model_dir)
+    except Exception as exc:  # a bad checkpoint: name it
+        raise DataError(model_dir, f"cannot load the model ({type(exc).__name__}: {exc})") from None
+    if arch_of(model) != arch:
+        raise UsageError(f"`quantize {arch}` got a {arch_of(model)} model", f"use `affectkit quantize {arch_of(model)}`")
+    torch.manual_seed(qc.seed)
+    src = train_info(model_dir)
+    held = None
+    result: dict[str, Any] = {"arch": arch, "model": str(model_dir), "out": str(out)}
+    if evaluate:
+        cfg = _src_config(model_dir)
+        _, held_stream = streams(model, model_dir, cfg.corpus, cfg.seed, cfg.marker_frac)
+        held = heldout_batches(model, held_stream, cfg)
+        result["float"] = eval_loss(model, held)
+    res = quantize_in_memory(model, qc, model_dir, output=output)
+    res["qcfg"]["source"] = {"model_dir": str(model_dir.resolve()), "train_config": (src or {}).get("config")}
+    if held is not None:
+        result["quantized"] = eval_loss(model, held)
+    census = packed_tensor_census(model)
+    out.mkdir(parents=True, exist_ok=True)
+    import shutil
+
+    for f in TOKENIZER_FILES:  # so the quantized directory is self-contained
+        if (model_dir / f).exists():
+            shutil.copy2(model_dir / f, out / f)
+    saved = save_quantized(model, out, res["qcfg"], {**res["report"], "census": census,
+                                                     "heldout": {k: result.get(k) for k in ("float", "quantized")}})
+    result.update({"achieved_avg_bits": res["qcfg"]["allocation"]["achieved_avg_bits"],
+                   "expert_bits": res["qcfg"]["expert_bits"], "packed_expert_tensors": sum(
+                       v["packed"] for v in census["layers"].values()),
+                   "expert_bytes": census["expert_bytes"], "file_bytes": saved["bytes"],
+                   "timing_s": res["report"]["timing_s"]})
+    return result
+
+
+def evaluate_model(model_dir: str | Path, corpus_name: str | None = None, nsamples: int = 64) -> dict[str, Any]:
+    """Held-out metrics of a model directory (quantized by affectkit, or a float one we trained):
+    Mixtral: loss (nats/byte), perplexity and next-byte accuracy on the held-out split of its corpus;
+    Switch: loss and token accuracy on the held-out reversal task. ``corpus_name`` overrides the corpus."""
+    from affectkit.tasks.moe_quant.fmt import load_quantized
+    from affectkit.tasks.moe_quant.lm import load_float_model
+
+    d = Path(model_dir)
+    if not (d / "config.json").exists():
+        raise DataError(d, "no config.json: not a model directory")
+    import json
+
+    conf = json.loads((d / "config.json").read_text())
+    quantized = (conf.get("quantization_config") or {}).get("quant_method") == QUANT_METHOD
+    if quantized:
+        qcfg = read_quant_config(d)
+        model = load_quantized(d)
+        tc = (qcfg.get("source") or {}).get("train_config") or {}
+        cfg = LMConfig(**{k: v for k, v in tc.items() if k in LMConfig.__dataclass_fields__})
+    else:
+        model = load_float_model(d)
+        cfg = lm_config_of(d)
+    if corpus_name:
+        cfg = dataclasses.replace(cfg, corpus=corpus_name, marker_frac=0.0)
+    _, held = streams(model, d, cfg.corpus, cfg.seed, cfg.marker_frac)
+    metrics = eval_loss(model, heldout_batches(model, held, cfg, n=nsamples))
+    out = {"model": str(d), "arch": arch_of(model), "quantized": quantized, "corpus": cfg.corpus, "metrics": metrics}
+    if quantized:
+        out["achieved_avg_bits"] = qcfg["allocation"]["achieved_avg_bits"]
+    return out
