@@ -1,0 +1,62 @@
+"""vc-soup: value-consistency filtering of preference data, per-value DPO policies, weight soups and
+their Pareto front (Xu et al., "VC-Soup", WWW 2026, arXiv 2603.18113)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from affectkit.core.task import MetricSpec
+from affectkit.tasks.vc_soup.config import Config
+
+
+class VCSoupTask:
+    name = "vc-soup"
+    summary = "Value-consistency filtering of preference pairs, per-value DPO policies, weight soups, Pareto front"
+    verbs = ("data", "train", "evaluate", "bench")
+    Config = Config
+    metrics = (
+        MetricSpec("hv_ref_policy", True, "hypervolume of the soup front over the reference policy's rewards"),
+        MetricSpec("barrier_worst", False, "worst per-value reward barrier along the merge path (LMC)"),
+        MetricSpec("n_pareto", True, "non-dominated grid points"),
+    )
+
+    def make_data(self, out: Path, seed: int, quick: bool) -> dict[str, Any]:
+        from affectkit.tasks.vc_soup.synth import make_benchmark
+
+        return make_benchmark(Path(out), seed, quick)
+
+    def run(self, request: Any) -> dict[str, Any]:
+        """``affectkit train vc-soup``: filter, warm up the reference, one DPO policy per value."""
+        from affectkit.tasks.vc_soup.experiment import train_policies
+
+        out = request.run.path if request.run is not None else Path("runs") / "vc-soup"
+        if request.max_steps is not None:
+            request.cfg.dpo.steps = int(request.max_steps)
+        return train_policies(request.cfg, Path(request.data_dir), out, request.seed, request.output, resume=request.resume)
+
+    def evaluate_command(self, request: Any) -> dict[str, Any]:
+        """``affectkit evaluate vc-soup --run RUN``: the soup grid, Pareto set, hypervolume, barrier, PNG."""
+        from affectkit.core.config import load_yaml, merge, resolve
+        from affectkit.core.errors import UsageError
+        from affectkit.core.runs import RunDir, atomic_write_json
+        from affectkit.tasks.vc_soup.experiment import evaluate_policies
+
+        if request.run is None:
+            raise UsageError("--run is required", "pass the --out of `affectkit train vc-soup`")
+        run = RunDir.existing(request.run)
+        saved = merge(Config(), load_yaml(run.config_path), str(run.config_path))
+        cfg = resolve(Config, request.config_file, request.overrides, base=saved)
+        data = request.data_dir or Path(run.meta().get("data_dir", ""))
+        result = evaluate_policies(cfg, Path(data), run.path, run.path)
+        atomic_write_json(run.path / "soup_eval.json", result)
+        return {"run_dir": str(run.path), "metrics": {k: result[k] for k in ("hv_ref_policy", "n_pareto", "barrier_worst") if k in result},
+                **result}
+
+    def bench(self, ctx: Any) -> Any:
+        from affectkit.tasks.vc_soup.bench import run_bench
+
+        return run_bench(ctx)
+
+
+TASK = VCSoupTask()
