@@ -1,0 +1,66 @@
+"""MER-Bench: meme reappraisal, judged by an MLLM (or an offline rules judge), scored as in the paper.
+
+Nie et al., "MER-Bench: A Comprehensive Benchmark for Multimodal Meme Reappraisal", arXiv 2603.15020.
+Plain entry points: ``judge(cfg, bench, systems, out)`` and ``evaluate_judgments(dir, ...)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from affectkit.core.task import BenchContext, BenchResult, EvaluateRequest, MetricSpec
+from affectkit.tasks.mer_bench.config import Config, EvalConfig, JudgeConfig
+from affectkit.tasks.mer_bench.judging import judge
+from affectkit.tasks.mer_bench.scoring import evaluate_judgments
+
+__all__ = ["TASK", "Config", "JudgeConfig", "EvalConfig", "judge", "evaluate_judgments"]
+
+
+class MerBenchTask:
+    name = "mer-bench"
+    summary = "Meme reappraisal benchmark: MLLM-as-a-judge (judge-memes) and Table-2/3 scoring (MER-Bench)"
+    verbs = ("data", "evaluate", "bench", "judge-memes")
+    Config = Config
+    metrics = (
+        MetricSpec("Overall", True, "soft-AND of TA, CF and SS"),
+        MetricSpec("TA", True, "target-affect alignment: hit rate x HM(visual, text emotion accuracy)"),
+        MetricSpec("CF", True, "content fidelity: layout consistency x GM(visual, text, overall quality)"),
+        MetricSpec("SS", True, "shift strength: 1 - exp(-3 x perceived shift)"),
+    )
+
+    def make_data(self, out: Path, seed: int, quick: bool) -> dict[str, Any]:
+        from affectkit.tasks.mer_bench.synth import make_benchmark
+
+        return make_benchmark(out, seed=seed, n=16 if quick else 96)
+
+    def bench(self, ctx: BenchContext) -> BenchResult:
+        from affectkit.tasks.mer_bench.bench import run_bench
+
+        return run_bench(ctx)
+
+    def evaluate_command(self, request: EvaluateRequest) -> dict[str, Any]:
+        """`affectkit evaluate mer-bench --judgments DIR [--data BENCH] [--config F] [--set evaluate.x=v]`."""
+        from affectkit.core.config import resolve
+        from affectkit.core.errors import UsageError
+        from affectkit.core.output import rows_table
+
+        if request.judgments is None:
+            raise UsageError("--judgments is required for mer-bench", "pass the --out directory of `affectkit judge-memes`")
+        cfg = resolve(Config, request.config_file, request.overrides).evaluate
+        res = evaluate_judgments(request.judgments, compat=cfg.mer_compat, alpha=cfg.alpha, soft_floor=cfg.soft_floor,
+                                 gm_floor=cfg.gm_floor, bench=request.data_dir, nonllm=cfg.nonllm, use_ocr=cfg.use_ocr)
+        request.output.table(rows_table(res["table"], title=f"MER-Bench ({res['view']} view, judge {', '.join(res['judges'])})"))
+        metrics: dict[str, Any] = {}
+        for stratum, groups in res["scores"].items():
+            for g, s in groups.items():
+                prefix = g if stratum == "all" else f"{stratum}/{g}"
+                for c in ("Overall", "TA", "CF", "SS"):
+                    metrics[f"{prefix}.{c}"] = s[c]["mean"]
+                metrics[f"{prefix}.n_ok"] = s["coverage"]["n_ok"]
+                metrics[f"{prefix}.n_total"] = s["coverage"]["n_total"]
+        return {"metrics": metrics, "out": res["out"], "judges": res["judges"], "view": res["view"],
+                "table": res["table"], "mer_compat": res["mer_compat"]}
+
+
+TASK = MerBenchTask()
