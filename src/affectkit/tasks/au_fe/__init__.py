@@ -1,0 +1,91 @@
+"""Task ``au-fe``: SSM, bidirectional facial action unit detection and expression recognition
+across heterogeneous datasets (Li et al., IEEE TAFFC 2026; arXiv 2604.10541)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from affectkit.core.task import BenchContext, BenchResult, DataBundle, MetricSpec
+from affectkit.tasks.au_fe.config import AUFEConfig
+
+
+class AUFETask:
+    name = "au-fe"
+    summary = "SSM: joint AU detection (BP4D/DISFA) and dynamic expression recognition (DFEW/FERV39K/MAFW)"
+    verbs = ("data", "train", "evaluate", "bench", "predict")
+    Config = AUFEConfig
+    metrics = (
+        MetricSpec("fe_uar", True, "expression UAR (mean per-class recall)"),
+        MetricSpec("au_f1", True, "mean per-AU F1 at threshold 0.5 (strict)"),
+        MetricSpec("fe_war", True, "expression WAR (accuracy)"),
+        MetricSpec("au_auc", True, "mean per-AU ROC-AUC"),
+    )
+
+    def make_data(self, out: Path, seed: int, quick: bool) -> dict:
+        from affectkit.tasks.au_fe.synth import make
+
+        return make(out, seed, quick)
+
+    def resolve_config(self, cfg: AUFEConfig, data_dir: Path) -> AUFEConfig:
+        """``model.vision: embedded`` -> the embedded benchmark's pretrained tower (trained on first use)."""
+        if cfg.model.vision != "embedded":
+            return cfg
+        from dataclasses import replace
+
+        from affectkit.tasks.au_fe.pretrain import ensure_pretrained_vision
+
+        path = ensure_pretrained_vision(data_dir, image_size=cfg.data.image_size)
+        return replace(cfg, model=replace(cfg.model, vision=str(path)))
+
+    def build_data(self, cfg: AUFEConfig, data_dir: Path) -> DataBundle:
+        from affectkit.tasks.au_fe.pipeline import build_data
+
+        return build_data(cfg, data_dir)
+
+    def build_model(self, cfg: AUFEConfig):
+        from affectkit.tasks.au_fe.pipeline import build_model
+
+        return build_model(cfg)
+
+    def configure_optimizer(self, model, cfg: AUFEConfig):
+        import torch
+
+        from affectkit.tasks.au_fe.model import parameter_groups
+
+        return torch.optim.AdamW(parameter_groups(model, cfg), weight_decay=cfg.optim.weight_decay)
+
+    def before_step(self, model, cfg: AUFEConfig, step: int, epoch: int) -> None:
+        model.balancer.set_epoch(epoch)
+
+    def after_step(self, model, cfg: AUFEConfig, step: int) -> None:
+        if model.weight_ema is not None:
+            model.weight_ema.update(model.ssm)
+
+    def train_step(self, model, batch, cfg: AUFEConfig):
+        from affectkit.tasks.au_fe.pipeline import train_step
+
+        return train_step(model, batch, cfg)
+
+    def eval_step(self, model, batch, cfg: AUFEConfig):
+        from affectkit.tasks.au_fe.pipeline import eval_step
+
+        return eval_step(model, batch, cfg)
+
+    def evaluate(self, outputs, cfg: AUFEConfig) -> dict[str, float]:
+        from affectkit.tasks.au_fe.pipeline import evaluate
+
+        return evaluate(outputs, cfg)
+
+    def bench(self, ctx: BenchContext) -> BenchResult:
+        from affectkit.tasks.au_fe.bench import run_bench
+
+        return run_bench(self, ctx)
+
+    def predict(self, run_dir: Path, video: Path, **options: Any) -> Any:
+        from affectkit.tasks.au_fe.predict import predict_video
+
+        return predict_video(self, run_dir, video, **options)
+
+
+TASK = AUFETask()

@@ -1,0 +1,88 @@
+"""A pretrained tiny vision tower for the embedded benchmark, standing in for CLIP.
+
+SSM starts from a pretrained CLIP image tower (encoder lr 1e-6). A tower trained from scratch on a
+few hundred labelled clips learns nothing in a CPU budget, which would test optimisation rather than
+transfer. So the embedded benchmark first pretrains a CLIP-shaped tower once, like a face-alignment
+backbone: landmark regression on a disjoint pool of rendered faces (new identities, random facial
+motion, no AU or expression labels). It is saved with ``save_pretrained`` and loaded through the same
+``--set model.vision=PATH`` path as a real CLIP checkpoint; every variant starts from it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from affectkit.core.cache import materialize
+
+DIRNAME = "pretrained-vision"
+
+
+def _pool(seed: int, n_frames: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    from affectkit.tasks.au_fe.synth import AUS, _identity, render
+
+    rng = np.random.default_rng([seed, 99])
+    idents = [_identity(rng, "au" if i % 2 else "fe") for i in range(80)]
+    images, targets = [], []
+    for _ in range(n_frames):
+        au = {a: float(rng.uniform(0, 1)) for a in AUS if rng.random() < 0.25}
+        pts: list = []
+        img = render(idents[int(rng.integers(len(idents)))], au, size, rng, rng.uniform(-0.5, 0.5),
+                     rng.uniform(0.75, 1.2), rng.uniform(2, 9), tuple(rng.normal(0, 0.02, size=2)), pts)
+        images.append(img)
+        targets.append(np.asarray(pts, np.float32).ravel())
+    return np.stack(images), np.stack(targets)
+
+
+def pretrain_vision(out: Path, seed: int = 0, size: int = 48, proj_dim: int = 384, width: int = 64, layers: int = 4,
+                    heads: int = 4, patch: int = 8, steps: int = 400, n_frames: int = 3000, batch: int = 64) -> dict:
+    import torch
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from affectkit.tasks.au_fe.clips import clip_tensor
+
+    torch.manual_seed(seed)
+    images, targets = _pool(seed, n_frames, size)
+    x = torch.cat([clip_tensor(list(images[i : i + 256]), size, False, False) for i in range(0, len(images), 256)])
+    y = torch.from_numpy((targets - targets.mean(0)) / (targets.std(0) + 1e-6))
+    config = CLIPVisionConfig(image_size=size, patch_size=patch, hidden_size=width, intermediate_size=4 * width,
+                              num_hidden_layers=layers, num_attention_heads=heads, projection_dim=proj_dim)
+    tower = CLIPVisionModelWithProjection(config)
+    head = torch.nn.Linear(proj_dim, y.shape[1])
+    params = list(tower.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=steps, pct_start=0.1)
+    n_val = n_frames // 10
+    gen = torch.Generator().manual_seed(seed)
+    losses = []
+    for _ in range(steps):
+        idx = torch.randint(n_val, len(x), (batch,), generator=gen)
+        xb = x[idx]
+        if bool(torch.rand(1, generator=gen) < 0.5):  # brightness jitter; no flip (landmarks are sided)
+            xb = xb * float(torch.empty(1).uniform_(0.8, 1.2))
+        loss = torch.nn.functional.mse_loss(head(tower(pixel_values=xb).image_embeds), y[idx])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        losses.append(float(loss.detach()))
+    with torch.no_grad():
+        val = float(torch.nn.functional.mse_loss(head(tower(pixel_values=x[:n_val]).image_embeds), y[:n_val]))
+    from affectkit.tasks.au_fe.model import _quiet_transformers
+
+    _quiet_transformers()
+    tower.save_pretrained(str(out))
+    info = {"objective": "landmark regression (14 points, standardised)", "frames": n_frames, "steps": steps,
+            "train_mse_last100": float(np.mean(losses[-100:])), "val_mse": val, "identities": 80, "seed": seed}
+    (out / "pretraining.json").write_text(__import__("json").dumps(info, indent=2))
+    return info
+
+
+def ensure_pretrained_vision(data_dir: Path, seed: int = 0, image_size: int = 48) -> Path:
+    """The pretrained tower for this embedded benchmark, trained on first use (atomically)."""
+    final = Path(data_dir) / f"{DIRNAME}-{image_size}px"
+    if not (final / "config.json").is_file():
+        materialize(final, lambda d: pretrain_vision(d, seed, size=image_size))
+    return final
