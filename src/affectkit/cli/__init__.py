@@ -22,6 +22,11 @@ VERB_MODULES = [
     "affectkit.cli.train",
     "affectkit.cli.evaluate",
     "affectkit.cli.bench",
+    "affectkit.cli.predict",
+    "affectkit.cli.quantize",
+    "affectkit.cli.filter_prefs",
+    "affectkit.cli.merge",
+    "affectkit.cli.judge_memes",
 ]
 
 app = new_app(

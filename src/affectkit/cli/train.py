@@ -9,7 +9,7 @@ import typer
 from affectkit.cli._app import command_errors
 from affectkit.cli._common import CONFIG_OPTION, PRECISION_OPTION, SEED_OPTION, SET_OPTION, task_for
 from affectkit.core.config import load_yaml, merge, resolve, to_yaml
-from affectkit.core.errors import require_dir
+from affectkit.core.errors import UsageError, require_dir
 from affectkit.core.output import format_value, get_output
 from affectkit.core.runs import RunDir
 from affectkit.core.task import TrainRequest
@@ -31,8 +31,16 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
     precision: str = PRECISION_OPTION,
+    data_au: Path | None = typer.Option(None, "--data-au", help="au-fe: the AU dataset root (data.au_dir)."),
+    data_fe: Path | None = typer.Option(None, "--data-fe", help="au-fe: the FE dataset root (data.fe_dir)."),
 ) -> None:
     spec = task_for(task, "train")
+    for flag, value, key in (("--data-au", data_au, "au_dir"), ("--data-fe", data_fe, "fe_dir")):
+        if value is not None:
+            if not hasattr(getattr(spec.Config(), "data", None), key):
+                raise UsageError(f"{flag} does not apply to task {task!r}", "use --data DIR")
+            require_dir(value, "data directory")
+            overrides = [*(overrides or []), f"data.{key}={value}"]
     output = get_output()
     out = out or Path("runs") / f"{task}-seed{seed}"
     run = RunDir.open(out, resume=resume, overwrite=overwrite)
@@ -50,6 +58,8 @@ def train(
     accelerator = get_accelerator(precision)
     if data is not None:
         data_dir = require_dir(data, "data directory")
+    elif data_au is not None and data_fe is not None:
+        data_dir = data_au
     else:
         from affectkit.core.cache import embedded_data
 
@@ -60,6 +70,8 @@ def train(
         data_dir = embedded_data(spec, seed)
 
     accelerator.wait_for_everyone()
+    if hasattr(spec, "resolve_config"):
+        cfg = spec.resolve_config(cfg, Path(data_dir))
     run.create()
     run.write_config(to_yaml(cfg))
     run.write_meta(seed, {"task": task, "data_dir": str(Path(data_dir).resolve()), "precision": precision,

@@ -290,7 +290,11 @@ class TrainConfig:
     lr: float = help_field(1e-3, "peak learning rate")
     weight_decay: float = help_field(0.0, "AdamW weight decay")
     warmup_steps: int = help_field(0, "linear warm-up steps, then cosine decay to zero (0: constant lr)")
-    schedule: Literal["constant", "cosine"] = help_field("constant", "learning-rate schedule after warm-up")
+    schedule: Literal["constant", "cosine", "multistep"] = help_field(
+        "constant", "learning-rate schedule after warm-up (multistep: x gamma at each milestone step)"
+    )
+    milestones: list[int] = help_field([], "optimizer steps at which multistep multiplies the lr by gamma")
+    gamma: float = help_field(0.1, "multistep decay factor")
     grad_accum: int = help_field(1, "gradient accumulation steps per optimizer step")
     clip_grad_norm: float = help_field(1.0, "max global gradient norm (0 disables clipping)")
     eval_every: int = help_field(50, "evaluate every N optimizer steps (0: only at the end)")

@@ -82,6 +82,8 @@ def make_scheduler(optimizer: Any, tc: Any) -> Any:
     def factor(step: int) -> float:
         if tc.warmup_steps > 0 and step < tc.warmup_steps:
             return (step + 1) / tc.warmup_steps
+        if tc.schedule == "multistep":
+            return tc.gamma ** sum(step >= m for m in tc.milestones)
         if tc.schedule == "cosine":
             span = max(1, tc.max_steps - tc.warmup_steps)
             progress = min(1.0, (step - tc.warmup_steps) / span)
@@ -255,6 +257,8 @@ def fit(
                 accum.append(send_to_device(batch, accelerator.device))
                 if len(accum) < micro:
                     continue
+                if hasattr(task, "before_step"):
+                    task.before_step(accelerator.unwrap_model(model), cfg, step, step * micro // per_epoch)
                 loss_sum = 0.0
                 extras: dict[str, float] = {}
                 for i, mb in enumerate(accum):
@@ -293,6 +297,7 @@ def fit(
                     if run is not None:
                         run.log_metrics({"step": step, "split": "eval", **last_metrics})
                     output.event("eval", step=step, metrics=last_metrics)
+                    spec = next((m for m in task.metrics if m.name in last_metrics), spec)
                     value = last_metrics.get(spec.name)
                     if _improved(value, best_value, spec):
                         best_value, best_step, bad_evals = value, step, 0

@@ -15,8 +15,14 @@ from typing import Any
 
 from affectkit.core.errors import UsageError
 
-# Landed tasks only: a task is listed here when its issue is resolved.
-BUILTIN: dict[str, str] = {}
+# The shipped tasks (one per method; moe-lm is moe-quant's model trainer).
+BUILTIN: dict[str, str] = {
+    "au-fe": "affectkit.tasks.au_fe:TASK",
+    "moe-quant": "affectkit.tasks.moe_quant:TASK",
+    "moe-lm": "affectkit.tasks.moe_quant:MOE_LM",
+    "vc-soup": "affectkit.tasks.vc_soup:TASK",
+    "mer-bench": "affectkit.tasks.mer_bench:TASK",
+}
 
 ENV_VAR = "AFFECTKIT_TASKS"
 _EXTRA: dict[str, str] = {}

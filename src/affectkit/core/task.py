@@ -13,7 +13,12 @@ Optional hooks, looked up with ``hasattr``:
 - ``evaluate_command(request: EvaluateRequest) -> dict``: ``affectkit evaluate TASK`` calls it
   instead of loading a loop checkpoint (``--model DIR``, ``--judgments DIR``, ``--run``, ``--data``,
   ``--set``...). Return ``{"metrics": {...}, ...}``; the CLI prints it and adds ``task``.
+- ``resolve_config(cfg, data_dir) -> cfg``: fill values that depend on the data directory (e.g. a
+  pretrained model shipped with an embedded benchmark); the resolved config is what the run saves.
 - ``configure_optimizer(model, cfg)`` (loop tasks): parameter groups with their own learning rates.
+- ``before_step(model, cfg, step, epoch)`` (loop tasks): called before each optimizer step with the
+  number of steps done and the epoch (e.g. a loss ramp or per-epoch state kept in model buffers, so
+  that it is checkpointed with the weights).
 - ``after_step(model, cfg, step)`` (loop tasks): e.g. a weight-EMA update after each optimizer step.
 """
 
