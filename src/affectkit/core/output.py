@@ -188,7 +188,8 @@ def rows_table(rows: list[Mapping[str, Any]], title: str | None = None) -> Table
         columns.extend(k for k in row if k not in columns)
     table = Table(title=title)
     for col in columns:
-        table.add_column(col, justify="left" if col in ("method", "name", "task") else "right")
+        numeric = all(isinstance(r.get(col), (int, float)) or r.get(col) is None for r in rows)
+        table.add_column(col, justify="right" if numeric else "left")
     for row in rows:
         table.add_row(*(format_value(row.get(c, "")) for c in columns))
     return table
