@@ -73,13 +73,20 @@ class Output:
             return
         if human is None:
             human = key_value_table(fields)
-        Console(file=self._out, highlight=False, soft_wrap=True).print(human)
+        self._stdout_console().print(human)
 
     def table(self, table: Table) -> None:
         """A human table on stdout (skipped with --json, where the data goes in events)."""
         if self.json_mode or not is_main_process():
             return
-        Console(file=self._out, highlight=False, soft_wrap=True).print(table)
+        self._stdout_console().print(table)
+
+    def _stdout_console(self) -> Console:
+        """Tables on stdout; when stdout is a file or a pipe, wide enough that columns are not cut."""
+        console = Console(file=self._out, highlight=False, soft_wrap=True)
+        if not console.is_terminal:
+            console = Console(file=self._out, highlight=False, soft_wrap=True, width=240)
+        return console
 
     def _write_json(self, obj: Mapping[str, Any]) -> None:
         self._out.write(json.dumps(to_jsonable(obj), sort_keys=False) + "\n")
