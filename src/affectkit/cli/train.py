@@ -63,15 +63,11 @@ def train(
     else:
         from affectkit.core.cache import embedded_data
 
-        if accelerator.is_main_process:
-            output.log(f"no --data: using the embedded {task} benchmark (seed {seed})")
-            data_dir = embedded_data(spec, seed)
-        accelerator.wait_for_everyone()
-        data_dir = embedded_data(spec, seed)
-
-    accelerator.wait_for_everyone()
+        output.log(f"no --data: using the embedded {task} benchmark (seed {seed})")
+        data_dir = _main_first(accelerator, lambda: embedded_data(spec, seed))
     if hasattr(spec, "resolve_config"):
-        cfg = spec.resolve_config(cfg, Path(data_dir))
+        cfg = _main_first(accelerator, lambda: spec.resolve_config(cfg, Path(data_dir)))
+    accelerator.wait_for_everyone()
     run.create()
     run.write_config(to_yaml(cfg))
     run.write_meta(seed, {"task": task, "data_dir": str(Path(data_dir).resolve()), "precision": precision,
@@ -93,6 +89,15 @@ def train(
     run.write_results(result)
     run.write_report(_report(task, result))
     output.result(result)
+
+
+def _main_first(accelerator, fn):
+    """Run ``fn`` on the main process first (it may build something into a cache), then on every
+    process, which finds it done."""
+    if accelerator.is_main_process:
+        fn()
+    accelerator.wait_for_everyone()
+    return fn()
 
 
 def _report(task: str, result: dict) -> str:
