@@ -78,6 +78,18 @@ def _quant(weight: torch.Tensor, bits: int, opts: QuantOptions, hess: _Hess | No
     return res, ("rtn" if opts.method == "rtn" else "rtn-fallback")
 
 
+def forward_with_hooks(model: nn.Module, batches: Iterable[dict], run: Callable[[nn.Module, dict], Any],
+                       handles: list) -> None:
+    """Run every batch without gradients, then remove the hooks (also on error)."""
+    try:
+        with torch.no_grad():
+            for b in batches:
+                run(model, b)
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def count_routed_tokens(model: nn.Module, batches: Iterable[dict], run: Callable[[nn.Module, dict], Any]) -> dict[str, list[int]]:
     """Tokens routed to each expert of each MoE layer over the batches."""
     views = moe_layers(model)
@@ -87,13 +99,7 @@ def count_routed_tokens(model: nn.Module, batches: Iterable[dict], run: Callable
         def cb(e, x, name=v.name):
             counts[name][e] += int(x.reshape(-1, x.shape[-1]).shape[0])
         handles += v.capture_routed(cb)
-    try:
-        with torch.no_grad():
-            for b in batches:
-                run(model, b)
-    finally:
-        for h in handles:
-            h.remove()
+    forward_with_hooks(model, batches, run, handles)
     return counts
 
 
@@ -146,13 +152,7 @@ def quantize_model(
             for n, m in gattn:
                 if gptq:
                     handles.append(m.register_forward_pre_hook(lambda _m, a, n=n, hattn=hattn: hattn[n].add(a[0].detach())))
-            try:
-                with torch.no_grad():
-                    for b in batches:
-                        run(model, b)
-            finally:
-                for h in handles:
-                    h.remove()
+            forward_with_hooks(model, batches, run, handles)
         for v in gviews:
             bits = expert_bits[v.name]
             if len(bits) != v.num_experts:
