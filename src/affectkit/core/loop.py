@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -263,7 +264,7 @@ def fit(
                 extras: dict[str, float] = {}
                 for i, mb in enumerate(accum):
                     sync = i == len(accum) - 1
-                    ctx = accelerator.no_sync(model) if (not sync and nproc > 1) else _null()
+                    ctx = accelerator.no_sync(model) if (not sync and nproc > 1) else nullcontext()
                     with ctx, accelerator.autocast():
                         out = task.train_step(model, mb, cfg)
                         loss, logs = (out if isinstance(out, tuple) else (out, {}))
@@ -314,14 +315,6 @@ def fit(
     output.info(f"trained {step} steps in {elapsed:.1f}s")
     best = {"step": best_step, "metric": spec.name, "value": best_value}
     return FitResult(step=step, metrics=last_metrics, best=best, stopped_early=stopped_early, model=accelerator.unwrap_model(model))
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def accelerator_gather_object(accelerator: Any, obj: Any) -> list[Any]:

@@ -3,6 +3,7 @@ like OpenFace's FeatureExtraction output (one row per frame)."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ def predict_video(task: Any, run_dir: Path, video: Path, checkpoint: str = "best
     crops = [f[y0:y1, x0:x1] for f, (x0, y0, x1, y1) in zip(vid.frames, boxes, strict=True)]
     size, n = cfg.data.image_size, cfg.data.n_frames
     t = len(crops)
-    ema = model.weight_ema.applied(ssm) if model.weight_ema is not None else _Null()
+    ema = model.weight_ema.applied(ssm) if model.weight_ema is not None else nullcontext()
     with ema:
         au_prob = None
         if ssm.use_au:
@@ -76,10 +77,3 @@ def predict_video(task: Any, run_dir: Path, video: Path, checkpoint: str = "best
     return {"video": str(video), "frames": t, "fps": vid.fps, "face_found_frames": int(found.sum()),
             "expression": expression, "rows": rows}
 
-
-class _Null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return None
