@@ -38,3 +38,52 @@ def test_quick_bench_runs(tmp_path):
     res = invoke("--json", "bench", "au-fe", "--quick", "--out", str(tmp_path / "b"))
     assert res.exit_code == 0, res.stderr
     assert json_lines(res.stdout)[-1]["tasks"] == ["au-fe"]
+
+
+def test_recipe_uses_the_bench_settings():
+    from pathlib import Path
+
+    from affectkit.core.config import apply_overrides, resolve
+    from affectkit.tasks.au_fe.bench import SETTINGS
+
+    recipe = _flat(resolve(TASK.Config, Path(__file__).resolve().parents[2] / "commands/train/au-fe.yaml"))
+    bench = _flat(apply_overrides(TASK.Config(), SETTINGS))
+    for key in (s.split("=")[0] for s in SETTINGS):
+        if key not in ("train.eval_every", "train.checkpoint_every"):
+            assert recipe[key] == bench[key], key
+
+
+def _fake_runs(fe_deltas, au_deltas, dpm_gain=0.0):
+    """SSM and no-TSP score alike (TSP has no effect); no-DPM scores ``dpm_gain`` below SSM."""
+    from affectkit.tasks.au_fe.bench import FULL
+
+    runs = {}
+    for seed, (de, da) in enumerate(zip(fe_deltas, au_deltas, strict=True)):
+        for variant in FULL["variants"]:
+            fe_uar = 0.30 + (de / 100 if variant in ("ssm", "no-tsp") else 0.0) - (dpm_gain / 100 if variant == "no-dpm" else 0)
+            au_f1 = 0.50 + (da / 100 if variant == "ssm" else 0.0)
+            m = {"fe_uar": fe_uar, "fe_war": 0.4, "au_f1": au_f1, "au_auc": 0.8, "seconds": 1.0}
+            if variant == "single":
+                m_fe = {k: m[k] for k in ("fe_uar", "fe_war", "seconds")}
+                m_au = {k: m[k] for k in ("au_f1", "au_auc", "seconds")}
+            else:
+                m_fe = m_au = m
+            runs[("fe", variant, seed)] = m_fe
+            runs[("au", variant, seed)] = m_au
+    return runs
+
+
+def test_gates_follow_the_issue_rules():
+    from affectkit.tasks.au_fe.bench import FULL, summarize
+
+    gates = {g["gate"]: g for g in summarize(_fake_runs([3, 3, 3, 3, -1], [-0.5] * 5, dpm_gain=2.5),
+                                             list(range(5)), FULL["variants"])["gates"]}
+    assert gates["FE direction"]["pass"] == "yes" and gates["FE direction"]["wins"] == "4/5"
+    assert abs(gates["FE direction"]["mean delta"] - 2.2) < 1e-9
+    assert gates["AU direction"]["pass"] == "yes"
+    assert gates["DPM effect (FE)"]["pass"] == "credited"
+    assert gates["TSP effect (FE)"]["pass"] == "no measurable effect"
+    # a large mean from one seed is not a pass; an AU loss beyond 1 F1 point fails
+    gates = {g["gate"]: g for g in summarize(_fake_runs([12, 1, -1, -1, 1], [-1.5] * 5), list(range(5)),
+                                             FULL["variants"])["gates"]}
+    assert gates["FE direction"]["pass"] == "no" and gates["AU direction"]["pass"] == "no"

@@ -40,8 +40,11 @@ def materialize(final: Path, writer: Callable[[Path], Any], replace: bool = Fals
 
 
 def embedded_data(task: Any, seed: int, quick: bool = False) -> Path:
-    """The task's embedded benchmark for ``seed``, generated into the cache on first use."""
-    final = cache_root() / "data" / f"{task.name}-seed{seed}{'-quick' if quick else ''}"
+    """The task's embedded benchmark for ``seed``, generated into the cache on first use. A task that
+    changes its generator bumps ``data_version``, so stale caches are never reused."""
+    version = getattr(task, "data_version", None)
+    tag = f"-v{version}" if version is not None else ""
+    final = cache_root() / "data" / f"{task.name}{tag}-seed{seed}{'-quick' if quick else ''}"
     if not final.exists():
         materialize(final, lambda d: task.make_data(d, seed, quick))
     return final

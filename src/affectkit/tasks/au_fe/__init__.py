@@ -15,6 +15,7 @@ class AUFETask:
     summary = "SSM: joint AU detection (BP4D/DISFA) and dynamic expression recognition (DFEW/FERV39K/MAFW)"
     verbs = ("data", "train", "evaluate", "bench", "predict")
     Config = AUFEConfig
+    data_version = 2  # 2: BP4D occurrence rates in the AU source, FE clips trimmed around the expression
     metrics = (
         MetricSpec("fe_uar", True, "expression UAR (mean per-class recall)"),
         MetricSpec("au_f1", True, "mean per-AU F1 at threshold 0.5 (strict)"),

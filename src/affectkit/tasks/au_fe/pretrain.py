@@ -6,6 +6,10 @@ transfer. So the embedded benchmark first pretrains a CLIP-shaped tower once, li
 backbone: landmark regression on a disjoint pool of rendered faces (new identities, random facial
 motion, no AU or expression labels). It is saved with ``save_pretrained`` and loaded through the same
 ``--set model.vision=PATH`` path as a real CLIP checkpoint; every variant starts from it.
+
+The budget matters: after 400 steps (landmark MSE 0.18) an expression head on its frozen features
+stayed at chance within a few hundred steps of batch 8; after 1500 steps (MSE 0.06) a linear probe
+reaches about 0.55 expression UAR, the range of CLIP probes on DFEW. About 90 s on 2 cores, once.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ def _pool(seed: int, n_frames: int, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pretrain_vision(out: Path, seed: int = 0, size: int = 48, proj_dim: int = 384, width: int = 64, layers: int = 4,
-                    heads: int = 4, patch: int = 8, steps: int = 400, n_frames: int = 3000, batch: int = 64) -> dict:
+                    heads: int = 4, patch: int = 8, steps: int = 1500, n_frames: int = 6000, batch: int = 64) -> dict:
     import torch
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
