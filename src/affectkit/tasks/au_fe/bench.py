@@ -32,7 +32,7 @@ SETTINGS = [
     "optim.lr_encoder=1e-4", "optim.lr_other=1e-3",
     "train.batch_size=8", "train.eval_every=0", "train.checkpoint_every=0", "train.schedule=multistep",
 ]
-FULL = {"steps": 200, "seeds": 5, "variants": ("ssm", "no-dpm", "no-tsp", "single")}
+FULL = {"steps": 400, "seeds": 5, "variants": ("ssm", "no-dpm", "no-tsp", "single")}
 QUICK = {"steps": 30, "seeds": 1, "variants": ("ssm", "single")}
 VARIANTS = {"ssm": [], "no-dpm": ["model.use_dpm=false"], "no-tsp": ["model.use_tsp=false"]}
 DIRECTIONS = {
