@@ -36,8 +36,11 @@ FULL = {"steps": 400, "seeds": 5, "variants": ("ssm", "no-dpm", "no-tsp", "singl
 QUICK = {"steps": 30, "seeds": 1, "variants": ("ssm", "single")}
 VARIANTS = {"ssm": [], "no-dpm": ["model.use_dpm=false"], "no-tsp": ["model.use_tsp=false"]}
 DIRECTIONS = {
-    "fe": {"labels": "data.fe_label_fraction=0.1", "metric": "fe_uar", "also": "fe_war", "single": "model.branches=fe"},
-    "au": {"labels": "data.au_label_fraction=0.1", "metric": "au_f1", "also": "au_auc", "single": "model.branches=au"},
+    # metric: the gate's; also: its companion on the same test set; other: the other task's headline metric
+    "fe": {"labels": "data.fe_label_fraction=0.1", "metric": "fe_uar", "also": "fe_war", "other": "au_f1",
+           "single": "model.branches=fe"},
+    "au": {"labels": "data.au_label_fraction=0.1", "metric": "au_f1", "also": "au_auc", "other": "fe_uar",
+           "single": "model.branches=au"},
 }
 
 
@@ -107,7 +110,7 @@ def summarize(results: dict[tuple[str, str, int], dict[str, float]], seeds: list
             row = {"method": variant if variant != "single" else f"{direction.upper()}-only",
                    f"{key} mean": 100 * mean, "sd": 100 * sd,
                    f"{d['also']} mean": 100 * statistics.fmean(results[(direction, variant, s)][d["also"]] for s in seeds)}
-            other = "au_f1" if direction == "fe" else "fe_uar"
+            other = d["other"]
             others = [results[(direction, variant, s)].get(other) for s in seeds]
             if all(o is not None for o in others):
                 row[f"{other} mean"] = 100 * statistics.fmean(others)

@@ -8,8 +8,8 @@ sensor noise. Two heterogeneous sources, with disjoint identities and different 
   non-contiguous frame numbers with gaps), where AUs co-occur as in spontaneous data (episodes of
   expression-like AU groups plus independent single-AU events) at BP4D's per-AU occurrence rates;
 - an FE source in the DFEW layout (clip labels, 5 split files; clips trimmed around the expression),
-  where each clip shows one expression built from its FACS AU set (each AU with probability 0.8) plus extra AUs (10 % each), with
-  imbalanced classes and neutral clips carrying only extras.
+  where each clip shows one expression built from its FACS AU set (each AU with probability 0.8)
+  plus extra AUs (10 % each), with imbalanced classes and neutral clips carrying only extras.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ EXPRESSIONS = facs.expression_vocabulary("basic7")
 EXPRESSION_PROBS = {"happiness": 0.2, "sadness": 0.16, "neutral": 0.2, "anger": 0.16, "surprise": 0.12,
                     "disgust": 0.06, "fear": 0.10}
 # occurrence rate of each AU over BP4D's coded frames, as reported in the AU-detection literature
-# (e.g. the class weights of JAA-Net); the AU source matches these marginals, so strict F1 at 0.5 is
-# as hard as on the real data
+# (e.g. the class weights of JAA-Net); the AU source matches these marginals, so strict F1 at 0.5 has
+# the real data's base rates
 BP4D_OCCURRENCE = {1: 0.211, 2: 0.170, 4: 0.203, 6: 0.462, 7: 0.548, 10: 0.594, 12: 0.559, 14: 0.466, 15: 0.169,
                    17: 0.344, 23: 0.166, 24: 0.152}
 # 18 subjects, 6 in each official BP4D test fold (so the real subject-exclusive partition applies)
