@@ -43,12 +43,12 @@ def test_quick_bench_runs(tmp_path):
 def test_recipe_uses_the_bench_settings():
     from pathlib import Path
 
-    from affectkit.core.config import apply_overrides, resolve
-    from affectkit.tasks.au_fe.bench import SETTINGS
+    from affectkit.core.config import resolve
+    from affectkit.tasks.au_fe.bench import FULL, SETTINGS, variant_config
 
     recipe = _flat(resolve(TASK.Config, Path(__file__).resolve().parents[2] / "commands/train/au-fe.yaml"))
-    bench = _flat(apply_overrides(TASK.Config(), SETTINGS))
-    for key in (s.split("=")[0] for s in SETTINGS):
+    bench = _flat(variant_config(TASK, "fe", "ssm", FULL["steps"], seed=0))
+    for key in [*(s.split("=")[0] for s in SETTINGS), "data.fe_label_fraction", "train.max_steps", "train.milestones"]:
         if key not in ("train.eval_every", "train.checkpoint_every"):
             assert recipe[key] == bench[key], key
 
@@ -81,9 +81,12 @@ def test_gates_follow_the_issue_rules():
     assert gates["FE direction"]["pass"] == "yes" and gates["FE direction"]["wins"] == "4/5"
     assert abs(gates["FE direction"]["mean delta"] - 2.2) < 1e-9
     assert gates["AU direction"]["pass"] == "yes"
-    assert gates["DPM effect (FE)"]["pass"] == "credited"
+    assert gates["DPM effect (FE)"]["pass"] == "credited" and gates["DPM effect (FE)"]["seeds >= 2"] == "4/5"
     assert gates["TSP effect (FE)"]["pass"] == "no measurable effect"
     # a large mean from one seed is not a pass; an AU loss beyond 1 F1 point fails
     gates = {g["gate"]: g for g in summarize(_fake_runs([12, 1, -1, -1, 1], [-1.5] * 5), list(range(5)),
                                              FULL["variants"])["gates"]}
     assert gates["FE direction"]["pass"] == "no" and gates["AU direction"]["pass"] == "no"
+    # a module is credited by the count of seeds at >= 2 points, not by its mean or its positive seeds
+    dpm = gates["DPM effect (FE)"]
+    assert dpm["mean delta"] > 2 and dpm["seeds >= 2"] == "1/5" and dpm["pass"] == "no measurable effect"

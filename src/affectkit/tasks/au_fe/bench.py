@@ -132,6 +132,7 @@ def summarize(results: dict[tuple[str, str, int], dict[str, float]], seeds: list
             rule = "SSM - AU-only F1: mean >= -1"
         gates.append({"gate": f"{direction.upper()} direction", "rule": rule,
                       "mean delta": statistics.fmean(deltas), "wins": f"{sum(x > 0 for x in deltas)}/{len(deltas)}",
+                      "seeds >= 2": "",
                       "pass": "yes" if passed else "no"})
         for module, variant in (("DPM", "no-dpm"), ("TSP", "no-tsp")):
             if variant not in variants:
@@ -141,6 +142,7 @@ def summarize(results: dict[tuple[str, str, int], dict[str, float]], seeds: list
             credited = sum(x >= 2.0 for x in dd) >= min(4, len(seeds))
             gates.append({"gate": f"{module} effect ({direction.upper()})", "rule": "SSM - without >= 2 on >= 4/5 seeds",
                           "mean delta": statistics.fmean(dd), "wins": f"{sum(x > 0 for x in dd)}/{len(dd)}",
+                          "seeds >= 2": f"{sum(x >= 2.0 for x in dd)}/{len(dd)}",
                           "pass": "credited" if credited else "no measurable effect"})
     tables["gates"] = gates
     return tables
