@@ -20,6 +20,8 @@ Optional hooks, looked up with ``hasattr``:
   number of steps done and the epoch (e.g. a loss ramp or per-epoch state kept in model buffers, so
   that it is checkpointed with the weights).
 - ``after_step(model, cfg, step)`` (loop tasks): e.g. a weight-EMA update after each optimizer step.
+- ``data_version: int``: bumped when the embedded generator changes; ``core.cache.embedded_data``
+  keys the cached benchmark by it, so a stale one is never reused.
 """
 
 from __future__ import annotations

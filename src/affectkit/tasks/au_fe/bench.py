@@ -77,9 +77,9 @@ def run_bench(task: Any, ctx: BenchContext) -> BenchResult:
             cfg = task.resolve_config(variant_config(task, direction, variant, plan["steps"], seed), data_dir)
             t0 = time.perf_counter()
             res = fit(task, cfg, task.build_data(cfg, data_dir), acc, Output(quiet=True), seed)
-            results[(direction, variant, seed)] = {**res.metrics, "seconds": time.perf_counter() - t0}
-            ctx.output.event("run", direction=direction, variant=variant, seed=seed,
-                             metrics={k: v for k, v in res.metrics.items() if not k.startswith("f1_au")})
+            metrics = {k: v for k, v in res.metrics.items() if not k.startswith("f1_au")}
+            results[(direction, variant, seed)] = {**metrics, "seconds": time.perf_counter() - t0}
+            ctx.output.event("run", direction=direction, variant=variant, seed=seed, metrics=metrics)
             bar.advance(status=f"{direction}/{variant}/seed {seed}")
     torch.set_num_threads(threads)
 
@@ -89,8 +89,7 @@ def run_bench(task: Any, ctx: BenchContext) -> BenchResult:
         notes.append("quick protocol: 1 seed, few steps, SSM vs single-task only; the gates need the full protocol")
     return BenchResult(task=task.name, tables=summarize(results, seeds, plan["variants"]), metrics=task.metrics,
                        notes=notes,
-                       extra={"runs": [{"direction": k[0], "variant": k[1], "seed": k[2],
-                                        **{m: v for m, v in r.items() if not m.startswith("f1_au")}}
+                       extra={"runs": [{"direction": k[0], "variant": k[1], "seed": k[2], **r}
                                        for k, r in results.items()]})
 
 
