@@ -80,6 +80,9 @@ def test_gates_follow_the_issue_rules():
                                              list(range(5)), FULL["variants"])["gates"]}
     assert gates["FE direction"]["pass"] == "yes" and gates["FE direction"]["wins"] == "4/5"
     assert abs(gates["FE direction"]["mean delta"] - 2.2) < 1e-9
+    # deltas 3,3,3,3,-1: sd sqrt(3.2), se 0.8, t(0.975, 4) = 2.7764 -> 2.2 +- 2.2212: a pass whose interval holds 0
+    assert abs(gates["FE direction"]["ci95 low"] - (2.2 - 2.7764 * 0.8)) < 1e-3
+    assert abs(gates["FE direction"]["ci95 high"] - (2.2 + 2.7764 * 0.8)) < 1e-3
     assert gates["AU direction"]["pass"] == "yes"
     assert gates["DPM effect (FE)"]["pass"] == "credited" and gates["DPM effect (FE)"]["seeds >= 2"] == "4/5"
     assert gates["TSP effect (FE)"]["pass"] == "no measurable effect"

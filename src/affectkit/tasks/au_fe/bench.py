@@ -56,6 +56,18 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def _ci95(deltas: list[float]) -> dict[str, float]:
+    """Student-t 95 % interval of the mean paired delta (empty with one seed): how far the seeds'
+    spread leaves the mean from a gate's threshold."""
+    if len(deltas) < 2:
+        return {}
+    from scipy import stats
+
+    mean, sd = _mean_sd(deltas)
+    half = stats.t.ppf(0.975, len(deltas) - 1) * sd / len(deltas) ** 0.5
+    return {"ci95 low": mean - half, "ci95 high": mean + half}
+
+
 def run_bench(task: Any, ctx: BenchContext) -> BenchResult:
     import torch
 
@@ -130,8 +142,8 @@ def summarize(results: dict[tuple[str, str, int], dict[str, float]], seeds: list
             passed = statistics.fmean(deltas) >= -1.0
             rule = "SSM - AU-only F1: mean >= -1"
         gates.append({"gate": f"{direction.upper()} direction", "rule": rule,
-                      "mean delta": statistics.fmean(deltas), "wins": f"{sum(x > 0 for x in deltas)}/{len(deltas)}",
-                      "seeds >= 2": "",
+                      "mean delta": statistics.fmean(deltas), **_ci95(deltas),
+                      "wins": f"{sum(x > 0 for x in deltas)}/{len(deltas)}", "seeds >= 2": "",
                       "pass": "yes" if passed else "no"})
         for module, variant in (("DPM", "no-dpm"), ("TSP", "no-tsp")):
             if variant not in variants:
@@ -140,7 +152,7 @@ def summarize(results: dict[tuple[str, str, int], dict[str, float]], seeds: list
             dd = [a - b for a, b in zip(ssm, without, strict=True)]
             credited = sum(x >= 2.0 for x in dd) >= min(4, len(seeds))
             gates.append({"gate": f"{module} effect ({direction.upper()})", "rule": "SSM - without >= 2 on >= 4/5 seeds",
-                          "mean delta": statistics.fmean(dd), "wins": f"{sum(x > 0 for x in dd)}/{len(dd)}",
+                          "mean delta": statistics.fmean(dd), **_ci95(dd), "wins": f"{sum(x > 0 for x in dd)}/{len(dd)}",
                           "seeds >= 2": f"{sum(x >= 2.0 for x in dd)}/{len(dd)}",
                           "pass": "credited" if credited else "no measurable effect"})
     tables["gates"] = gates
