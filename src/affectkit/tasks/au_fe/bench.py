@@ -68,6 +68,11 @@ def _ci95(deltas: list[float]) -> dict[str, float]:
     return {"ci95 low": mean - half, "ci95 high": mean + half}
 
 
+def _paired(deltas: list[float]) -> dict[str, Any]:
+    """A gate row's summary of paired deltas: mean, its interval, and the seeds where it is positive."""
+    return {"mean delta": statistics.fmean(deltas), **_ci95(deltas), "wins": f"{sum(x > 0 for x in deltas)}/{len(deltas)}"}
+
+
 def run_bench(task: Any, ctx: BenchContext) -> BenchResult:
     import torch
 
@@ -142,8 +147,7 @@ def summarize(results: dict[tuple[str, str, int], dict[str, float]], seeds: list
             passed = statistics.fmean(deltas) >= -1.0
             rule = "SSM - AU-only F1: mean >= -1"
         gates.append({"gate": f"{direction.upper()} direction", "rule": rule,
-                      "mean delta": statistics.fmean(deltas), **_ci95(deltas),
-                      "wins": f"{sum(x > 0 for x in deltas)}/{len(deltas)}", "seeds >= 2": "",
+                      **_paired(deltas), "seeds >= 2": "",
                       "pass": "yes" if passed else "no"})
         for module, variant in (("DPM", "no-dpm"), ("TSP", "no-tsp")):
             if variant not in variants:
@@ -152,7 +156,7 @@ def summarize(results: dict[tuple[str, str, int], dict[str, float]], seeds: list
             dd = [a - b for a, b in zip(ssm, without, strict=True)]
             credited = sum(x >= 2.0 for x in dd) >= min(4, len(seeds))
             gates.append({"gate": f"{module} effect ({direction.upper()})", "rule": "SSM - without >= 2 on >= 4/5 seeds",
-                          "mean delta": statistics.fmean(dd), **_ci95(dd), "wins": f"{sum(x > 0 for x in dd)}/{len(dd)}",
+                          **_paired(dd),
                           "seeds >= 2": f"{sum(x >= 2.0 for x in dd)}/{len(dd)}",
                           "pass": "credited" if credited else "no measurable effect"})
     tables["gates"] = gates
