@@ -68,9 +68,18 @@ def _ci95(deltas: list[float]) -> dict[str, float]:
     return {"ci95 low": mean - half, "ci95 high": mean + half}
 
 
+def _positive(deltas: list[float]) -> int:
+    """The seeds on which the method is ahead."""
+    return sum(x > 0 for x in deltas)
+
+
+def _wins(deltas: list[float]) -> str:
+    return f"{_positive(deltas)}/{len(deltas)}"
+
+
 def _paired(deltas: list[float]) -> dict[str, Any]:
     """A gate row's summary of paired deltas: mean, its interval, and the seeds where it is positive."""
-    return {"mean delta": statistics.fmean(deltas), **_ci95(deltas), "wins": f"{sum(x > 0 for x in deltas)}/{len(deltas)}"}
+    return {"mean delta": statistics.fmean(deltas), **_ci95(deltas), "wins": _wins(deltas)}
 
 
 def run_bench(task: Any, ctx: BenchContext) -> BenchResult:
@@ -119,6 +128,7 @@ def summarize(results: dict[tuple[str, str, int], dict[str, float]], seeds: list
     for direction, d in DIRECTIONS.items():
         key = d["metric"]
         rows = []
+        vs_single: dict[str, list[float]] = {}  # per variant: its paired deltas against the single-task model, x100
         single = [results[(direction, "single", s)][key] for s in seeds]
         for variant in variants:
             vals = [results[(direction, variant, s)][key] for s in seeds]
@@ -131,17 +141,16 @@ def summarize(results: dict[tuple[str, str, int], dict[str, float]], seeds: list
             if all(o is not None for o in others):
                 row[f"{other} mean"] = 100 * statistics.fmean(others)
             if variant != "single":
-                deltas = [100 * (v - b) for v, b in zip(vals, single, strict=True)]
+                deltas = vs_single[variant] = [100 * (v - b) for v, b in zip(vals, single, strict=True)]
                 row["delta vs single"] = statistics.fmean(deltas)
-                row["wins"] = f"{sum(x > 0 for x in deltas)}/{len(deltas)}"
+                row["wins"] = _wins(deltas)
             row["s/run"] = statistics.fmean(results[(direction, variant, s)]["seconds"] for s in seeds)
             rows.append(row)
         tables[f"{direction.upper()} direction (10% {direction.upper()} labels): {key}"] = rows
         ssm = [100 * results[(direction, "ssm", s)][key] for s in seeds]
-        base = [100 * b for b in single]
-        deltas = [a - b for a, b in zip(ssm, base, strict=True)]
+        deltas = vs_single["ssm"]
         if direction == "fe":
-            passed = statistics.fmean(deltas) >= 2.0 and sum(x > 0 for x in deltas) >= min(4, len(seeds))
+            passed = statistics.fmean(deltas) >= 2.0 and _positive(deltas) >= min(4, len(seeds))
             rule = "SSM - FE-only UAR: mean >= 2 and positive on >= 4/5 seeds"
         else:
             passed = statistics.fmean(deltas) >= -1.0
