@@ -16,8 +16,9 @@ class AUFETask:
     verbs = ("data", "train", "evaluate", "bench", "predict")
     Config = AUFEConfig
     # 2: BP4D occurrence rates in the AU source, FE clips trimmed around the expression;
-    # 3: the FE source grows to 2000 clips over 100 identities (test folds of about 400 clips)
-    data_version = 3
+    # 3: the FE source grows to 2000 clips over 100 identities (test folds of about 400 clips);
+    # 4: the AU source takes BP4D's layout, 41 subjects x 8 tasks (the real AU-to-FE proportion)
+    data_version = 4
     metrics = (
         MetricSpec("fe_uar", True, "expression UAR (mean per-class recall)"),
         MetricSpec("au_f1", True, "mean per-AU F1 at threshold 0.5 (strict)"),

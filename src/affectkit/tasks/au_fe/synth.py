@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from affectkit.tasks.au_fe import facs
-from affectkit.tasks.au_fe.datasets import DFEW_LABELS
+from affectkit.tasks.au_fe.datasets import BP4D_FOLDS, DFEW_LABELS
 
 AUS = facs.au_vocabulary("bp4d")
 EXPRESSIONS = facs.expression_vocabulary("basic7")
@@ -32,9 +32,11 @@ EXPRESSION_PROBS = {"happiness": 0.2, "sadness": 0.16, "neutral": 0.2, "anger": 
 # the real data's base rates
 BP4D_OCCURRENCE = {1: 0.211, 2: 0.170, 4: 0.203, 6: 0.462, 7: 0.548, 10: 0.594, 12: 0.559, 14: 0.466, 15: 0.169,
                    17: 0.344, 23: 0.166, 24: 0.152}
-# 18 subjects, 6 in each official BP4D test fold (so the real subject-exclusive partition applies)
+# quick data: 18 subjects, 6 in each official BP4D test fold (so the real subject-exclusive partition applies)
 AU_SUBJECTS = ["F001", "F002", "F008", "M001", "M004", "M007", "F003", "F005", "F011", "M002", "M005", "M010",
                "F004", "F006", "F007", "M003", "M006", "M009"]
+# full data: BP4D's 41 subjects, spelled as the released directories (F001 ... M018)
+BP4D_SUBJECTS = [f"{s[0]}{int(s[1:]):03d}" for fold in BP4D_FOLDS.values() for s in fold]
 
 
 def _identity(rng: np.random.Generator, style: str) -> dict:
@@ -192,12 +194,13 @@ def au_track(n: int, rng: np.random.Generator, prior: facs.Prior) -> np.ndarray:
     return inten
 
 
-def write_au_source(root: Path, seed: int, size: int, tasks: int, frames: int, prior: facs.Prior) -> dict:
+def write_au_source(root: Path, seed: int, size: int, tasks: int, frames: int, prior: facs.Prior,
+                    subjects: list[str] = AU_SUBJECTS) -> dict:
     rng = np.random.default_rng([seed, 1])
     label_dir = root / "AUCoding" / "AU_OCC"
     label_dir.mkdir(parents=True)
     n_frames, n_not_coded = 0, 0
-    for subject in AU_SUBJECTS:
+    for subject in subjects:
         ident = _identity(rng, "au")
         for task in range(1, tasks + 1):
             inten = au_track(frames, rng, prior)
@@ -224,7 +227,7 @@ def write_au_source(root: Path, seed: int, size: int, tasks: int, frames: int, p
                 w = csv.writer(fh)
                 w.writerow(["0"] + [str(a) for a in range(1, 40)])
                 w.writerows(rows)
-    return {"au_subjects": len(AU_SUBJECTS), "au_frames": n_frames, "au_not_coded": n_not_coded}
+    return {"au_subjects": len(subjects), "au_frames": n_frames, "au_not_coded": n_not_coded}
 
 
 def write_fe_source(root: Path, seed: int, size: int, n_clips: int, prior: facs.Prior, n_identities: int = 40) -> dict:
@@ -286,7 +289,13 @@ def _save_jpg(path: Path, img: np.ndarray) -> None:
 def make(out: Path, seed: int, quick: bool, size: int = 48) -> dict:
     prior = facs.prior("bp4d", "basic7")
     summary = {"image_size": size}
-    summary.update(write_au_source(out / "au", seed, size, tasks=2 if quick else 4, frames=40 if quick else 64, prior=prior))
+    # full size: BP4D's layout (41 subjects x 8 tasks), 21k frames, about 10 AU frames per FE clip as
+    # in BP4D against DFEW (146.8k frames, 12k-16k clips); at 18 subjects x 4 tasks the AU source
+    # had a quarter of that proportion once the FE source grew to 2000 clips
+    if quick:
+        summary.update(write_au_source(out / "au", seed, size, tasks=2, frames=40, prior=prior))
+    else:
+        summary.update(write_au_source(out / "au", seed, size, tasks=8, frames=64, prior=prior, subjects=BP4D_SUBJECTS))
     # full size: a 2000-clip FE source over 100 identities, so each identity-exclusive test fold holds
     # about 400 clips (at 600 clips the fold had 115, and one clip of the rarest class moved UAR by
     # 2.9 points, more than the FE gate's margin)
