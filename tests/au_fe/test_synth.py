@@ -3,7 +3,8 @@
 import numpy as np
 
 from affectkit.tasks.au_fe import facs
-from affectkit.tasks.au_fe.synth import AUS, BP4D_OCCURRENCE, au_track, envelope
+from affectkit.tasks.au_fe.datasets import AUSequence, split_au
+from affectkit.tasks.au_fe.synth import AUS, BP4D_OCCURRENCE, BP4D_SUBJECTS, au_track, envelope
 
 
 def test_au_occurrence_matches_bp4d_rates():
@@ -29,3 +30,13 @@ def test_envelope_onset_apex_offset():
     env = envelope(12, onset=2, apex=3, offset=2, start=1, peak=0.8)
     assert env[0] == 0 and env[1] == 0.4 and np.allclose(env[3:6], 0.8) and env[8] == 0
     assert env[6] > env[7] > 0
+
+
+def test_full_au_source_has_bp4ds_subjects_and_folds(tmp_path):
+    # the full benchmark's AU source spells BP4D's 41 subject directories, so the official
+    # subject-exclusive partition splits it 14 / 14 / 13
+    assert len(BP4D_SUBJECTS) == len(set(BP4D_SUBJECTS)) == 41
+    assert all(s[0] in "FM" and len(s) == 4 for s in BP4D_SUBJECTS)
+    seqs = [AUSequence(s, f"{s}_T1", np.arange(1), [], np.zeros((1, 1)), np.ones((1, 1))) for s in BP4D_SUBJECTS]
+    sizes = [len(split_au(seqs, fold, "bp4d", tmp_path)[1]) for fold in (1, 2, 3)]
+    assert sizes == [14, 14, 13]
