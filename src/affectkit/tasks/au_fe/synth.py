@@ -37,6 +37,15 @@ AU_SUBJECTS = ["F001", "F002", "F008", "M001", "M004", "M007", "F003", "F005", "
                "F004", "F006", "F007", "M003", "M006", "M009"]
 # full data: BP4D's 41 subjects, spelled as the released directories (F001 ... M018)
 BP4D_SUBJECTS = [f"{s[0]}{int(s[1:]):03d}" for fold in BP4D_FOLDS.values() for s in fold]
+# the two sources' sizes, quick (tests) and full (the bench). Full AU: BP4D's layout (41 subjects x
+# 8 tasks), 21k frames, about 10 AU frames per FE clip as BP4D has against DFEW (146.8k frames,
+# 12k-16k clips); at 18 subjects x 4 tasks it had a quarter of that once the FE source grew. Full
+# FE: 2000 clips over 100 identities, so an identity-exclusive test fold holds about 400 clips (at 600
+# clips it held 115, and one clip of the rarest class moved UAR by 2.9 points, more than the FE gate).
+SIZES = {
+    "quick": {"au": {"subjects": AU_SUBJECTS, "tasks": 2, "frames": 40}, "fe": {"n_clips": 150, "n_identities": 40}},
+    "full": {"au": {"subjects": BP4D_SUBJECTS, "tasks": 8, "frames": 64}, "fe": {"n_clips": 2000, "n_identities": 100}},
+}
 
 
 def _identity(rng: np.random.Generator, style: str) -> dict:
@@ -194,8 +203,8 @@ def au_track(n: int, rng: np.random.Generator, prior: facs.Prior) -> np.ndarray:
     return inten
 
 
-def write_au_source(root: Path, seed: int, size: int, tasks: int, frames: int, prior: facs.Prior,
-                    subjects: list[str] = AU_SUBJECTS) -> dict:
+def write_au_source(root: Path, seed: int, size: int, prior: facs.Prior, subjects: list[str], tasks: int,
+                    frames: int) -> dict:
     rng = np.random.default_rng([seed, 1])
     label_dir = root / "AUCoding" / "AU_OCC"
     label_dir.mkdir(parents=True)
@@ -230,7 +239,7 @@ def write_au_source(root: Path, seed: int, size: int, tasks: int, frames: int, p
     return {"au_subjects": len(subjects), "au_frames": n_frames, "au_not_coded": n_not_coded}
 
 
-def write_fe_source(root: Path, seed: int, size: int, n_clips: int, prior: facs.Prior, n_identities: int = 40) -> dict:
+def write_fe_source(root: Path, seed: int, size: int, prior: facs.Prior, n_clips: int, n_identities: int) -> dict:
     rng = np.random.default_rng([seed, 2])
     identities = [_identity(rng, "fe") for _ in range(n_identities)]
     names = list(EXPRESSION_PROBS)
@@ -288,19 +297,10 @@ def _save_jpg(path: Path, img: np.ndarray) -> None:
 
 def make(out: Path, seed: int, quick: bool, size: int = 48) -> dict:
     prior = facs.prior("bp4d", "basic7")
+    sizes = SIZES["quick" if quick else "full"]
     summary = {"image_size": size}
-    # full size: BP4D's layout (41 subjects x 8 tasks), 21k frames, about 10 AU frames per FE clip as
-    # in BP4D against DFEW (146.8k frames, 12k-16k clips); at 18 subjects x 4 tasks the AU source
-    # had a quarter of that proportion once the FE source grew to 2000 clips
-    if quick:
-        summary.update(write_au_source(out / "au", seed, size, tasks=2, frames=40, prior=prior))
-    else:
-        summary.update(write_au_source(out / "au", seed, size, tasks=8, frames=64, prior=prior, subjects=BP4D_SUBJECTS))
-    # full size: a 2000-clip FE source over 100 identities, so each identity-exclusive test fold holds
-    # about 400 clips (at 600 clips the fold had 115, and one clip of the rarest class moved UAR by
-    # 2.9 points, more than the FE gate's margin)
-    summary.update(write_fe_source(out / "fe", seed, size, n_clips=150 if quick else 2000, prior=prior,
-                                   n_identities=40 if quick else 100))
+    summary.update(write_au_source(out / "au", seed, size, prior, **sizes["au"]))
+    summary.update(write_fe_source(out / "fe", seed, size, prior, **sizes["fe"]))
     (out / "README.json").write_text(json.dumps({
         "what": "affectkit au-fe embedded benchmark: au/ in the BP4D layout, fe/ in the DFEW layout",
         "seed": seed, "quick": quick, **summary}, indent=2))
