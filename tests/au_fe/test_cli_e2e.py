@@ -97,3 +97,37 @@ def test_bad_au_label_file_is_one_clear_error(quick_data, tmp_path):
     res = invoke("train", "au-fe", "--data", str(data), "--out", str(tmp_path / "r"), "--max-steps", "1", *TINY)
     assert res.exit_code == 2, res.stderr
     assert "F001_T1.csv: line 4" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_two_processes_train_and_gather_the_same_evaluation(quick_data, tmp_path):
+    """SSM under torchrun (Accelerate MULTI_CPU over gloo): the joint loader and the DDP-wrapped model
+    train; evaluating one checkpoint with two processes gathers every test clip once, so the metrics
+    equal the single-process ones exactly."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.cli.helpers import run_cli
+    from tests.conftest import subprocess_env
+
+    env = subprocess_env(AFFECTKIT_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
+    bindir = Path(sys.executable).parent
+    common = ["--json", "train", "au-fe", "--data", str(quick_data), "--max-steps", "3", "--seed", "1", *TINY]
+    multi = subprocess.run([str(bindir / "torchrun"), "--nproc_per_node", "2", "-m", "affectkit", *common,
+                            "--out", str(tmp_path / "multi")], env=env, capture_output=True, text=True, timeout=300)
+    assert multi.returncode == 0, multi.stderr[-3000:]
+    assert json.loads((tmp_path / "multi" / "meta.json").read_text())["num_processes"] == 2
+    trained = json_lines(multi.stdout)[-1]["metrics"]
+
+    evaluate = ["--json", "evaluate", "au-fe", "--checkpoint", "last", "--run", str(tmp_path / "multi")]
+    single = run_cli(evaluate, env)
+    assert single.returncode == 0, single.stderr[-3000:]
+    # torchrun reads `--run` as its own --run-path, so the two-process evaluation goes through accelerate launch
+    two = subprocess.run([str(bindir / "accelerate"), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+                          "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "affectkit", *evaluate],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one_metrics, two_metrics = json_lines(single.stdout)[-1]["metrics"], json_lines(two.stdout)[-1]["metrics"]
+    assert one_metrics == two_metrics
+    assert one_metrics["fe_war"] == pytest.approx(trained["fe_war"])
