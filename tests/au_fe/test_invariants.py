@@ -141,8 +141,35 @@ def test_ramp_and_balancer():
     assert a.item() == pytest.approx(1.0)
     b = bal.normalise("fe_ce", torch.tensor(2.0))
     assert b.item() == pytest.approx(2.0 / (0.95 * 4 + 0.05 * 2))
-    bal.set_epoch(1)
+    bal.set_position(7, 1)
     assert bal.normalise("fe_ce", torch.tensor(3.0)).item() == pytest.approx(1.0)  # reset each epoch
+
+
+class _FEOnly(torch.nn.Module):
+    """Just enough of SSMTrainer for train_step: a balancer and FE logits (linear and prototype)."""
+
+    def __init__(self):
+        super().__init__()
+        self.balancer = LossBalancer(0.95)
+        self.head = torch.nn.Linear(4, 3)
+
+    def forward(self, fe=None, au=None):
+        z = self.head(fe.mean(dim=(1, 2, 3, 4)).unsqueeze(1).expand(-1, 4))
+        return {"z_e": z, "s_e": z}
+
+
+@pytest.mark.parametrize("ramp_steps, expected", [(0, ramp(2, 30)), (100, ramp(50, 100))])
+def test_ramp_runs_over_epochs_or_over_steps(ramp_steps, expected):
+    from affectkit.core.config import apply_overrides
+    from affectkit.tasks.au_fe.config import AUFEConfig
+    from affectkit.tasks.au_fe.pipeline import train_step
+
+    cfg = apply_overrides(AUFEConfig(), [f"loss.ramp_steps={ramp_steps}"])
+    model = _FEOnly()
+    model.balancer.set_position(50, 2)
+    batch = {"fe": torch.randn(2, 1, 4, 3, 2, 2), "fe_label": torch.tensor([[0], [2]])}
+    _, logs = train_step(model, batch, cfg)
+    assert logs["ramp"] == pytest.approx(expected)
 
 
 def test_mixup_uses_one_lambda_for_all_frames():

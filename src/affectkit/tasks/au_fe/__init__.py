@@ -60,7 +60,7 @@ class AUFETask:
         return torch.optim.AdamW(parameter_groups(model, cfg), weight_decay=cfg.optim.weight_decay)
 
     def before_step(self, model, cfg: AUFEConfig, step: int, epoch: int) -> None:
-        model.balancer.set_epoch(epoch)
+        model.balancer.set_position(step, epoch)
 
     def after_step(self, model, cfg: AUFEConfig, step: int) -> None:
         if model.weight_ema is not None:

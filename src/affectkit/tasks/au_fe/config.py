@@ -67,6 +67,8 @@ class LossConfig:
     ema_normalize: bool = help_field(True, "divide each loss by an EMA of its own value")
     ema_momentum: float = help_field(0.95, "momentum of the loss EMAs (reset every epoch)")
     ramp_epochs: int = help_field(30, "r(e) = 2 / (1 + exp(-10 e / ramp_epochs)) - 1 weights the prototype losses")
+    ramp_steps: int = help_field(0, "if > 0, the ramp counts optimizer steps, r = 2 / (1 + exp(-10 step / ramp_steps)) - 1:\n"
+                                 "one schedule for runs whose epochs differ in length (joint vs single-task)")
     mixup_alpha: float = help_field(0.4, "AU clip mixup Beta(alpha, alpha); 0 disables")
 
 

@@ -22,7 +22,7 @@ def ramp(epoch: float, ramp_epochs: int) -> float:
 
 class LossBalancer(nn.Module):
     """Divides each loss by an EMA of its own detached value. ``epoch`` is a buffer set before each step;
-    when it changes the EMAs restart."""
+    when it changes the EMAs restart. ``step`` (optimizer steps done) is set with it, for a ramp over steps."""
 
     def __init__(self, momentum: float = 0.95, eps: float = 1e-8, enabled: bool = True):
         super().__init__()
@@ -30,8 +30,10 @@ class LossBalancer(nn.Module):
         self.register_buffer("ema", torch.zeros(len(LOSS_NAMES)))
         self.register_buffer("seen", torch.zeros(len(LOSS_NAMES)))
         self.register_buffer("epoch", torch.zeros((), dtype=torch.long))
+        self.step = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_position(self, step: int, epoch: int) -> None:
+        self.step = step
         if int(self.epoch) != epoch:
             self.epoch.fill_(epoch)
             self.seen.zero_()

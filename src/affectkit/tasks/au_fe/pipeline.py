@@ -127,7 +127,10 @@ def train_step(model, batch: dict, cfg: AUFEConfig):
         au, perm, lam = mixup(au, cfg.loss.mixup_alpha)
     out = model(fe=fe, au=au)
     zero = next(core.parameters()).new_zeros(())
-    r = ramp(float(bal.epoch), cfg.loss.ramp_epochs)
+    if cfg.loss.ramp_steps > 0:
+        r = ramp(float(bal.step), cfg.loss.ramp_steps)
+    else:
+        r = ramp(float(bal.epoch), cfg.loss.ramp_epochs)
     logs: dict[str, float] = {"ramp": r}
     total = zero
     if "z_e" in out:
