@@ -13,11 +13,11 @@ from torch import nn
 LOSS_NAMES = ("fe_ce", "au_bce", "fe_proto", "au_proto")
 
 
-def ramp(epoch: float, ramp_epochs: int) -> float:
-    """r(e) = 2 / (1 + exp(-10 e / E)) - 1: 0 at e = 0, ~1 at e = E."""
-    if ramp_epochs <= 0:
+def ramp(t: float, span: int) -> float:
+    """r(t) = 2 / (1 + exp(-10 t / span)) - 1: 0 at t = 0, ~1 at t = span (t in epochs, or in steps)."""
+    if span <= 0:
         return 1.0
-    return 2.0 / (1.0 + math.exp(-10.0 * epoch / ramp_epochs)) - 1.0
+    return 2.0 / (1.0 + math.exp(-10.0 * t / span)) - 1.0
 
 
 class LossBalancer(nn.Module):
