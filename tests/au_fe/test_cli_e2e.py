@@ -2,10 +2,15 @@
 
 import csv
 import io
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.cli.helpers import invoke, json_lines
+from tests.cli.helpers import invoke, json_lines, run_cli
+from tests.conftest import subprocess_env
 
 TINY = ["--set", "data.image_size=32", "--set", "data.n_frames=8", "--set", "model.moe_hidden=32",
         "--set", "model.fe_mlp=64", "--set", "model.fe_heads=4", "--set", "model.tiny_width=32",
@@ -103,14 +108,6 @@ def test_two_processes_train_and_gather_the_same_evaluation(quick_data, tmp_path
     """SSM under torchrun (Accelerate MULTI_CPU over gloo): the joint loader and the DDP-wrapped model
     train; evaluating one checkpoint with two processes gathers every test clip once, so the metrics
     equal the single-process ones exactly."""
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from tests.cli.helpers import run_cli
-    from tests.conftest import subprocess_env
-
     env = subprocess_env(AFFECTKIT_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
     bindir = Path(sys.executable).parent
     common = ["--json", "train", "au-fe", "--data", str(quick_data), "--max-steps", "3", "--seed", "1", *TINY]

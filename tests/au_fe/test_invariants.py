@@ -5,7 +5,9 @@ import pytest
 import torch
 from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
+from affectkit.core.config import apply_overrides
 from affectkit.tasks.au_fe import facs
+from affectkit.tasks.au_fe.config import AUFEConfig
 from affectkit.tasks.au_fe.losses import LossBalancer, mixup, ramp
 from affectkit.tasks.au_fe.metrics import adaptive_f1, auc_per_au, f1_per_au, temporal_vote, uar, war
 from affectkit.tasks.au_fe.modules import (
@@ -16,6 +18,7 @@ from affectkit.tasks.au_fe.modules import (
     PairSmoother,
     patch_moe,
 )
+from affectkit.tasks.au_fe.pipeline import train_step
 
 
 @pytest.mark.parametrize("key", ["bp4d/basic7", "bp4d/mafw11", "disfa/basic7", "disfa/mafw11"])
@@ -160,10 +163,6 @@ class _FEOnly(torch.nn.Module):
 
 @pytest.mark.parametrize("ramp_steps, expected", [(0, ramp(2, 30)), (100, ramp(50, 100))])
 def test_ramp_runs_over_epochs_or_over_steps(ramp_steps, expected):
-    from affectkit.core.config import apply_overrides
-    from affectkit.tasks.au_fe.config import AUFEConfig
-    from affectkit.tasks.au_fe.pipeline import train_step
-
     cfg = apply_overrides(AUFEConfig(), [f"loss.ramp_steps={ramp_steps}"])
     model = _FEOnly()
     model.balancer.set_position(50, 2)
