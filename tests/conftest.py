@@ -8,7 +8,8 @@ SUPPORT = Path(__file__).parent / "support"
 sys.path.insert(0, str(SUPPORT))
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
-os.environ.setdefault("AFFECTKIT_TASKS", "toy=toy_task:TASK")
+TEST_TASKS = "toy=toy_task:TASK,toy-recipe=toy_task:RECIPE"
+os.environ.setdefault("AFFECTKIT_TASKS", TEST_TASKS)
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +27,6 @@ def _isolated(tmp_path, monkeypatch):
 def subprocess_env(**extra: str) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(SUPPORT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env["AFFECTKIT_TASKS"] = "toy=toy_task:TASK"
+    env["AFFECTKIT_TASKS"] = TEST_TASKS
     env.update(extra)
     return env

@@ -51,6 +51,7 @@ def test_data_make_writes_bp4d_and_dfew_layouts(quick_data):
     assert header.split(",")[:3] == ["0", "1", "2"]
 
 
+@pytest.mark.slow
 def test_train_evaluate_predict(quick_data, tmp_path):
     run = tmp_path / "run"
     res = invoke("--json", "train", "au-fe", "--data", str(quick_data), "--out", str(run), "--max-steps", "2", *TINY)
@@ -104,6 +105,7 @@ def test_bad_au_label_file_is_one_clear_error(quick_data, tmp_path):
     assert "F001_T1.csv: line 4" in res.stderr and "Traceback" not in res.stderr
 
 
+@pytest.mark.slow
 def test_two_processes_train_and_gather_the_same_evaluation(quick_data, tmp_path):
     """SSM under torchrun (Accelerate MULTI_CPU over gloo): the joint loader and the DDP-wrapped model
     train; evaluating one checkpoint with two processes gathers every test clip once, so the metrics

@@ -8,9 +8,8 @@ from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 from affectkit.core.config import apply_overrides
 from affectkit.tasks.au_fe import facs
 from affectkit.tasks.au_fe.config import AUFEConfig
-from affectkit.tasks.au_fe.losses import LossBalancer, mixup, ramp
-from affectkit.tasks.au_fe.metrics import adaptive_f1, auc_per_au, f1_per_au, temporal_vote, uar, war
-from affectkit.tasks.au_fe.modules import (
+from affectkit.tasks.au_fe.method_losses import LossBalancer, mixup, ramp
+from affectkit.tasks.au_fe.method_modules import (
     AULocalTemporal,
     DynamicPriorMapping,
     FETemporalHead,
@@ -18,7 +17,8 @@ from affectkit.tasks.au_fe.modules import (
     PairSmoother,
     patch_moe,
 )
-from affectkit.tasks.au_fe.pipeline import train_step
+from affectkit.tasks.au_fe.metrics import adaptive_f1, auc_per_au, f1_per_au, temporal_vote, uar, war
+from affectkit.tasks.au_fe.train import train_step
 
 
 @pytest.mark.parametrize("key", ["bp4d/basic7", "bp4d/mafw11", "disfa/basic7", "disfa/mafw11"])

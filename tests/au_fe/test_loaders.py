@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from affectkit.core.errors import DataError
-from affectkit.tasks.au_fe import datasets as ds
+from affectkit.tasks.au_fe import data as ds
 
 AUS = [1, 2, 4]
 

@@ -3,8 +3,8 @@
 import torch
 
 from affectkit.tasks.au_fe import facs
+from affectkit.tasks.au_fe.method_modules import PromptLearner, TextTower
 from affectkit.tasks.au_fe.model import build_text_tower
-from affectkit.tasks.au_fe.modules import PromptLearner, TextTower
 
 
 def _check_only_contexts_train(tower: TextTower, n_classes: int):

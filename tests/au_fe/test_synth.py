@@ -3,7 +3,7 @@
 import numpy as np
 
 from affectkit.tasks.au_fe import facs
-from affectkit.tasks.au_fe.datasets import AUSequence, split_au
+from affectkit.tasks.au_fe.data import AUSequence, split_au
 from affectkit.tasks.au_fe.synth import AUS, BP4D_OCCURRENCE, BP4D_SUBJECTS, au_track, envelope
 
 

@@ -72,6 +72,7 @@ def test_same_seed_same_metrics(tmp_path):
     assert _metrics_without_time(tmp_path / "a") == _metrics_without_time(tmp_path / "b")
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     env = subprocess_env(AFFECTKIT_CACHE=str(tmp_path / "cache"))
     args = ["train", "toy", "--seed", "1", "--set", "train.max_steps=400", "--set", "train.checkpoint_every=7",
@@ -103,6 +104,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
 
 @pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
                     reason="torchrun not installed")
+@pytest.mark.slow
 def test_torchrun_two_processes_matches_single_process(tmp_path):
     env = subprocess_env(AFFECTKIT_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
     args = ["--json", "train", "toy", "--seed", "2", "--max-steps", "30", "--set", "model.dropout=0"]

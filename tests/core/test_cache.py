@@ -7,6 +7,7 @@ from affectkit.core.cache import embedded_data, materialize
 
 class _Task:
     name = "toy-cache"
+    data_version = 1
 
     def __init__(self, version=None):
         self.calls = 0
@@ -24,13 +25,14 @@ def test_generated_once_per_seed_and_size(tmp_path, monkeypatch):
     a = embedded_data(task, 3)
     assert embedded_data(task, 3) == a and task.calls == 1
     assert embedded_data(task, 3, quick=True) != a and task.calls == 2
-    assert (a / "data.txt").read_text() == "3 False None"
+    assert (a / "data.txt").read_text() == "3 False 1"
 
 
 def test_data_version_keys_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("AFFECTKIT_CACHE", str(tmp_path))
     old, new = embedded_data(_Task(1), 0), embedded_data(_Task(2), 0)
     assert old != new and (new / "data.txt").read_text() == "0 False 2"
+    assert old.parent == new.parent == tmp_path / "toy-cache"  # one root, keyed by task
 
 
 def test_failed_writer_leaves_nothing(tmp_path):

@@ -15,7 +15,17 @@ import numpy as np
 
 from affectkit.core.config import TrainConfig, help_field
 from affectkit.core.errors import DataError
-from affectkit.core.task import BenchContext, BenchResult, DataBundle, MetricSpec
+from affectkit.core.task import (
+    BenchContext,
+    BenchResult,
+    DataBundle,
+    EvaluateRequest,
+    LoopTask,
+    MetricSpec,
+    RecipeTask,
+    TrainRequest,
+    flag,
+)
 
 N_FEATURES = 8
 COLUMNS = [f"x{i}" for i in range(N_FEATURES)] + ["label"]
@@ -66,7 +76,7 @@ def read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(xs, dtype=np.float32), np.asarray(ys, dtype=np.int64)
 
 
-class ToyTask:
+class ToyTask(LoopTask):
     name = "toy"
     summary = "test-only: Gaussian blobs, MLP vs linear"
     verbs = ("data", "train", "evaluate", "bench")
@@ -142,3 +152,42 @@ class ToyTask:
 
 
 TASK = ToyTask()
+
+
+@dataclass
+class RecipeConfig:
+    """Configuration of the toy recipe task."""
+
+    steps: int = help_field(5, "how many times the recipe counts")
+
+
+@dataclass
+class RecipeOptions:
+    shout: bool = flag("--shout", "A task-owned flag that travels as an option.")
+    steps_flag: int | None = flag("--count", "A task-owned flag that sets the config key steps.", key="steps")
+
+
+class ToyRecipeTask(RecipeTask):
+    """A test-only RecipeTask: its 'training' writes how far it counted; evaluate reads it back."""
+
+    name = "toy-recipe"
+    summary = "test-only: a recipe task (counts to steps)"
+    verbs = ("data", "train", "evaluate")
+    Config = RecipeConfig
+    TrainOptions = RecipeOptions
+    metrics = (MetricSpec("count", True, "how far it counted"),)
+    max_steps_key = "steps"
+
+    def make_data(self, out: Path, seed: int, quick: bool) -> dict:
+        (out / "seed.txt").write_text(str(seed))
+        return {"seed": seed}
+
+    def train(self, request: TrainRequest) -> dict:
+        (request.run.path / "count.txt").write_text(str(request.cfg.steps))
+        return {"metrics": {"count": request.cfg.steps}, "shout": bool(request.options.shout)}
+
+    def evaluate(self, request: EvaluateRequest) -> dict:
+        return {"metrics": {"count": int((request.run.path / "count.txt").read_text())}}
+
+
+RECIPE = ToyRecipeTask()

@@ -1,26 +1,19 @@
 import pytest
 
-from affectkit.cli._app import new_app
 from affectkit.core.output import Output, set_output
 
 
 @pytest.fixture
 def cli():
-    """Invoke one verb module's command in a fresh app; returns (exit code, stdout, stderr)."""
+    """Invoke an affectkit command line through the root app; returns (exit code, stdout, stderr).
+    ``args`` start with the verb (``filter-prefs``, ``merge``, ``train``...)."""
     from typer.testing import CliRunner
 
-    def run(module: str, args: list[str], json_mode: bool = False, input: str | None = None):
-        import importlib
+    from affectkit.cli import app
 
-        app = new_app("test")
-
-        @app.callback()
-        def root() -> None:
-            set_output(Output(json_mode=json_mode))  # built inside the run, on the runner's streams
-
-        importlib.import_module(module).register(app)
+    def run(args: list[str], json_mode: bool = False, input: str | None = None):
         runner = CliRunner()
-        res = runner.invoke(app, args, input=input)
+        res = runner.invoke(app, [*(["--json"] if json_mode else []), *args], input=input)
         return res.exit_code, res.stdout, res.stderr
 
     yield run

@@ -73,13 +73,13 @@ def test_train_evaluate_and_merge(setting_dir, tmp_path, cli):
 
     pos, rel = tmp_path / "run" / "policies" / "positivity", tmp_path / "run" / "policies" / "relevance"
     args = ["merge", str(pos), str(rel), "--weights", "0.3,0.7"]
-    code, _, err = cli("affectkit.cli.merge", [*args, "--out", str(tmp_path / "m1")])
+    code, _, err = cli([*args, "--out", str(tmp_path / "m1")])
     assert code == 0, err
-    code, _, _ = cli("affectkit.cli.merge", [*args, "--out", str(tmp_path / "m2")])
+    code, _, _ = cli([*args, "--out", str(tmp_path / "m2")])
     assert (tmp_path / "m1" / "model.safetensors").read_bytes() == (tmp_path / "m2" / "model.safetensors").read_bytes()
     assert (tmp_path / "m1" / "config.json").is_file() and (tmp_path / "m1" / "tokenizer.json").is_file()
     # the written mergekit YAML reproduces the merge
-    code, _, err = cli("affectkit.cli.merge", ["merge", "--config", str(tmp_path / "m1" / "mergekit_config.yml"), "--out", str(tmp_path / "m3")])
+    code, _, err = cli(["merge", "--config", str(tmp_path / "m1" / "mergekit_config.yml"), "--out", str(tmp_path / "m3")])
     assert code == 0, err
     assert (tmp_path / "m3" / "model.safetensors").read_bytes() == (tmp_path / "m1" / "model.safetensors").read_bytes()
     from transformers import AutoModelForCausalLM
@@ -90,18 +90,18 @@ def test_train_evaluate_and_merge(setting_dir, tmp_path, cli):
     for k in a:
         torch.testing.assert_close(merged[k], 0.3 * a[k] + 0.7 * b[k])
     # bad inputs exit 2 with one Error line
-    code, _, err = cli("affectkit.cli.merge", ["merge", str(pos), str(tmp_path / "nope"), "--weights", "0.5,0.5", "--out", str(tmp_path / "m4")])
+    code, _, err = cli(["merge", str(pos), str(tmp_path / "nope"), "--weights", "0.5,0.5", "--out", str(tmp_path / "m4")])
     assert code == 2 and "Error:" in err and "not found" in err
-    code, _, err = cli("affectkit.cli.merge", ["merge", str(pos), str(rel), "--weights", "0.5,x", "--out", str(tmp_path / "m5")])
+    code, _, err = cli(["merge", str(pos), str(rel), "--weights", "0.5,x", "--out", str(tmp_path / "m5")])
     assert code == 2 and "--weights" in err
-    code, _, err = cli("affectkit.cli.merge", [*args, "--out", str(tmp_path / "m1")])
+    code, _, err = cli([*args, "--out", str(tmp_path / "m1")])
     assert code == 2 and "not empty" in err
     # a vc-soup recipe sets the space
     recipe = tmp_path / "r.yaml"
     recipe.write_text("merge_space: delta\n")
-    code, _, err = cli("affectkit.cli.merge", [*args, "--config", str(recipe), "--out", str(tmp_path / "m6")])
+    code, _, err = cli([*args, "--config", str(recipe), "--out", str(tmp_path / "m6")])
     assert code == 2 and "--base" in err
-    code, _, err = cli("affectkit.cli.merge", [*args, "--config", str(recipe), "--base", str(tmp_path / "run" / "reference"), "--out", str(tmp_path / "m6")])
+    code, _, err = cli([*args, "--config", str(recipe), "--base", str(tmp_path / "run" / "reference"), "--out", str(tmp_path / "m6")])
     assert code == 0, err
 
 

@@ -9,7 +9,6 @@ from affectkit.core.errors import DataError, UsageError
 from affectkit.tasks.vc_soup.filtering import FilterSpec, filter_prefs
 from affectkit.tasks.vc_soup.prefdata import read_rows, split_hh, to_canonical
 
-CLI = "affectkit.cli.filter_prefs"
 
 
 def _rows():
@@ -188,16 +187,16 @@ def _write_jsonl(path, rows):
 def test_cli_byte_identical_stats_and_stdin(tmp_path, cli):
     _write_jsonl(tmp_path / "in.jsonl", _rows())
     args = ["filter-prefs", str(tmp_path / "in.jsonl"), "--values", "a,b", "--stats", str(tmp_path / "s.json")]
-    code, _, err = cli(CLI, [*args, "--out", str(tmp_path / "o1.jsonl")])
+    code, _, err = cli([*args, "--out", str(tmp_path / "o1.jsonl")])
     assert code == 0, err
-    code, _, _ = cli(CLI, [*args, "--out", str(tmp_path / "o2.jsonl")])
+    code, _, _ = cli([*args, "--out", str(tmp_path / "o2.jsonl")])
     assert (tmp_path / "o1.jsonl").read_bytes() == (tmp_path / "o2.jsonl").read_bytes()
     stats = json.loads((tmp_path / "s.json").read_text())
     assert stats["n_rows"] == 3 and "sign_agreement_rate" in stats and "consistency_median" in stats
-    code, out, _ = cli(CLI, ["filter-prefs", "-", "--values", "a,b"], input=(tmp_path / "in.jsonl").read_text())
+    code, out, _ = cli(["filter-prefs", "-", "--values", "a,b"], input=(tmp_path / "in.jsonl").read_text())
     assert code == 0 and out == (tmp_path / "o1.jsonl").read_text()
     # the output feeds itself (rewards are carried): same rows again
-    code, out2, _ = cli(CLI, ["filter-prefs", "-", "--values", "a,b", "--threshold", "-1"], input=out)
+    code, out2, _ = cli(["filter-prefs", "-", "--values", "a,b", "--threshold", "-1"], input=out)
     assert [json.loads(x)["id"] for x in out2.splitlines()] == [json.loads(x)["id"] for x in out.splitlines()]
 
 
@@ -218,7 +217,7 @@ def test_cli_bad_input_exit_2(tmp_path, cli, extra, content, message):
         _write_jsonl(p, _rows())
     else:
         p.write_text(content)
-    code, out, err = cli(CLI, ["filter-prefs", str(p), "--values", "a,b", *extra, "--out", str(tmp_path / "o.jsonl")])
+    code, out, err = cli(["filter-prefs", str(p), "--values", "a,b", *extra, "--out", str(tmp_path / "o.jsonl")])
     assert code == 2, (out, err)
     assert "Error:" in err and message in err and "Traceback" not in err
 
@@ -257,11 +256,11 @@ def test_flat_reward_columns_like_reference_code(tmp_path, cli):
     # a recipe supplies values and the threshold
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows()))
     (tmp_path / "r.yaml").write_text("values: [a, b]\nthreshold: 1.0\n")
-    code, out_text, err = cli(CLI, ["filter-prefs", str(tmp_path / "in.jsonl"), "--config", str(tmp_path / "r.yaml")])
+    code, out_text, err = cli(["filter-prefs", str(tmp_path / "in.jsonl"), "--config", str(tmp_path / "r.yaml")])
     assert code == 0, err
     assert out_text == ""  # nothing reaches consistency 1.0
     (tmp_path / "r.yaml").write_text("values: [a, b]\nthreshhold: 1.0\n")
-    code, _, err = cli(CLI, ["filter-prefs", str(tmp_path / "in.jsonl"), "--config", str(tmp_path / "r.yaml")])
+    code, _, err = cli(["filter-prefs", str(tmp_path / "in.jsonl"), "--config", str(tmp_path / "r.yaml")])
     assert code == 2 and "did you mean 'threshold'" in err
 
 
@@ -274,7 +273,7 @@ def test_cli_hh_rlhf_directory_layout(tmp_path, cli):
     for split, rs in (("train", rows), ("test", rows[:1])):
         with gzip.open(d / f"{split}.jsonl.gz", "wt") as fh:
             fh.write("".join(json.dumps(r) + "\n" for r in rs))
-    code, out, err = cli(CLI, ["filter-prefs", str(d), "--split", "test", "--values", "harmless,short",
+    code, out, err = cli(["filter-prefs", str(d), "--split", "test", "--values", "harmless,short",
                                "--reward", "harmless=profanity", "--reward", "short=brevity:4", "--keep-all"])
     assert code == 0, err
     got = [json.loads(x) for x in out.splitlines()]

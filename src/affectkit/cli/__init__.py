@@ -1,37 +1,22 @@
-"""The ``affectkit`` command: a thin Typer root; one module per verb registers its command.
+"""The ``affectkit`` command: a thin Typer root over lazily loaded verbs (see ``_app.VERBS``).
 
 Importing this package must not import torch: heavy imports happen inside commands.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import typer
 
 from affectkit import __version__
-from affectkit.cli._app import new_app
+from affectkit.cli._app import EXIT_BROKEN_PIPE, RootGroup, new_app
 from affectkit.core.output import Output, set_output
-
-# One module per verb; each defines ``register(app)``. Task verbs are added with their task.
-VERB_MODULES = [
-    "affectkit.cli.tasks",
-    "affectkit.cli.config",
-    "affectkit.cli.data",
-    "affectkit.cli.train",
-    "affectkit.cli.evaluate",
-    "affectkit.cli.bench",
-    "affectkit.cli.predict",
-    "affectkit.cli.quantize",
-    "affectkit.cli.filter_prefs",
-    "affectkit.cli.merge",
-    "affectkit.cli.judge_memes",
-]
 
 app = new_app(
     "affectkit: research methods of affective computing and nearby fields, from the shell.\n\n"
     "stdout carries data (one JSON object per line with --json); stderr carries logs and progress.",
+    cls=RootGroup,
 )
 
 
@@ -50,10 +35,6 @@ def root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     set_output(Output(json_mode=json_output, quiet=quiet, verbosity=verbose, debug=debug))
-
-
-for _name in VERB_MODULES:
-    importlib.import_module(_name).register(app)
 
 
 GLOBAL_FLAGS = {"--json", "--quiet", "-q", "--debug", "--verbose", "-v", "-vv", "-vvv"}
@@ -77,5 +58,11 @@ def main(args: list[str] | None = None) -> None:
         app(args=argv, prog_name="affectkit")
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        sys.stdout.flush()
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader left during the last flush: end as quietly as `cat`
+            from affectkit.cli._app import _quiet_stdout
+
+            _quiet_stdout()
+            code = code or EXIT_BROKEN_PIPE
         raise SystemExit(code) from None

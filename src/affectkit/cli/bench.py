@@ -7,18 +7,16 @@ from pathlib import Path
 
 import typer
 
-from affectkit.cli._app import command_errors
+from affectkit.cli._app import new_app
 from affectkit.cli._common import PRECISION_OPTION, SEED_OPTION, task_for
 from affectkit.core.output import get_output, rows_table
 from affectkit.core.registry import load_task, task_names
 from affectkit.core.runs import atomic_write_json, atomic_write_text
 
-
-def register(app: typer.Typer) -> None:
-    app.command("bench", help="Run the method and its baselines of each TASK (default: all) on the embedded benchmarks.")(bench)
+app = new_app("Benchmarks.", no_args_is_help=False)
 
 
-@command_errors
+@app.command("bench", help="Run the method and its baselines of each TASK (default: all) on the embedded benchmarks.")
 def bench(
     tasks: list[str] | None = typer.Argument(None, help="Tasks to run [default: every task that supports bench]."),
     quick: bool = typer.Option(False, "--quick", help="The short protocol (all tasks in under 10 minutes on 2 cores)."),
@@ -26,7 +24,6 @@ def bench(
     seed: int = SEED_OPTION,
     precision: str = PRECISION_OPTION,
 ) -> None:
-    from affectkit.core.cache import cache_root
     from affectkit.core.report import bar_plot, bench_markdown
     from affectkit.core.task import BenchContext
 
@@ -43,8 +40,7 @@ def bench(
         task_dir.mkdir(parents=True, exist_ok=True)
         output.log(f"bench {spec.name} ({'quick' if quick else 'full'})")
         t0 = time.perf_counter()
-        ctx = BenchContext(out_dir=task_dir, quick=quick, seed=seed, output=output,
-                           data_root=cache_root() / "data", precision=precision)
+        ctx = BenchContext(out_dir=task_dir, quick=quick, seed=seed, output=output, precision=precision)
         result = spec.bench(ctx)
         seconds = round(time.perf_counter() - t0, 1)
         plots = []

@@ -6,18 +6,16 @@ from pathlib import Path
 
 import typer
 
-from affectkit.cli._app import command_errors
+from affectkit.cli._app import new_app
 from affectkit.core.config import to_yaml
 from affectkit.core.output import get_output
 from affectkit.core.registry import load_task
 from affectkit.core.runs import atomic_write_text
 
-
-def register(app: typer.Typer) -> None:
-    app.command("config", help="Print (or write) a task's default config as commented YAML.")(config)
+app = new_app("Print a task's config.")
 
 
-@command_errors
+@app.command("config", help="Print (or write) a task's default config as commented YAML.")
 def config(
     task: str = typer.Argument(..., help="Task name (see `affectkit tasks`)."),
     out: Path | None = typer.Option(None, "--out", help="Write the YAML here instead of stdout."),

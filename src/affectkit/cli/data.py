@@ -7,21 +7,23 @@ from pathlib import Path
 
 import typer
 
-from affectkit.cli._app import command_errors, new_app
+from affectkit.cli._app import new_app
 from affectkit.cli._common import SEED_OPTION, task_for
 from affectkit.core.cache import materialize
 from affectkit.core.errors import UsageError
 from affectkit.core.output import get_output
 
-data_app = new_app("Embedded benchmarks: generate data in each task's real on-disk format.")
+app = new_app("Embedded benchmarks: generate data in each task's real on-disk format.")
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(data_app, name="data")
 
 
-@data_app.command("make", help="Write TASK's embedded benchmark (seeded, known ground truth) to --out.")
-@command_errors
+@app.callback()
+def data() -> None:
+    """Embedded benchmarks: generate data in each task's real on-disk format."""
+
+
+@app.command("make", help="Write TASK's embedded benchmark (seeded, known ground truth) to --out.")
 def make(
     task: str = typer.Argument(..., help="Task name (see `affectkit tasks`)."),
     out: Path = typer.Option(..., "--out", help="Directory to create."),

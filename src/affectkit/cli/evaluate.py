@@ -1,65 +1,59 @@
-"""`affectkit evaluate TASK`: metrics of a trained run (or of what the task evaluates) on a dataset."""
+"""`affectkit evaluate TASK`: metrics of a trained run, or of what the task evaluates (its own options,
+e.g. moe-quant's --model or mer-bench's --judgments, see `affectkit evaluate TASK --help`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from affectkit.cli._app import command_errors
 from affectkit.cli._common import CONFIG_OPTION, PRECISION_OPTION, SEED_OPTION, SET_OPTION, task_for
-from affectkit.core.config import load_yaml, merge, resolve
+from affectkit.cli._task_group import task_group
+from affectkit.core.config import resolve
 from affectkit.core.errors import DataError, UsageError, require_dir
 from affectkit.core.output import get_output, key_value_table
-from affectkit.core.runs import MODEL_FILE, RunDir
-from affectkit.core.task import EvaluateRequest
+from affectkit.core.runs import RunDir
+from affectkit.core.task import EvaluateRequest, LoopTask
 
 
-def register(app: typer.Typer) -> None:
-    app.command("evaluate", help="Evaluate a trained run (or a task's model / judgments) and print metrics.")(evaluate)
-
-
-@command_errors
 def evaluate(
-    task: str = typer.Argument(..., help="Task name (see `affectkit tasks`)."),
+    task: str,
     run: Path | None = typer.Option(None, "--run", help="Run directory written by `affectkit train`."),
     data: Path | None = typer.Option(None, "--data", help="Dataset directory [default: the run's data]."),
-    model: Path | None = typer.Option(None, "--model", help="A model directory (tasks that evaluate models, e.g. moe-quant)."),
-    judgments: Path | None = typer.Option(None, "--judgments", help="A judgments directory (mer-bench)."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
     config: Path | None = CONFIG_OPTION,
     overrides: list[str] | None = SET_OPTION,
     seed: int = SEED_OPTION,
     precision: str = PRECISION_OPTION,
+    *,
+    options: tuple[Any, dict[str, Any]],
 ) -> None:
     spec = task_for(task, "evaluate")
+    options, explicit = options
     output = get_output()
     if checkpoint not in ("best", "last"):
         raise UsageError(f"--checkpoint: expected best or last, got {checkpoint!r}")
+    rundir = RunDir.existing(run) if run is not None else None
+    base = rundir.load_config(spec.Config) if rundir is not None else None
+    cfg = resolve(spec.Config, config, overrides or [], explicit, base=base)
+    data_dir = require_dir(data, "data directory") if data is not None else None
 
-    if hasattr(spec, "evaluate_command"):
-        request = EvaluateRequest(run=run, data_dir=data, model=model, judgments=judgments, config_file=config,
-                                  overrides=list(overrides or []), checkpoint=checkpoint, seed=seed,
-                                  output=output, precision=precision)
-        result = dict(spec.evaluate_command(request))
+    if not isinstance(spec, LoopTask):
+        request = EvaluateRequest(cfg=cfg, run=rundir, data_dir=data_dir, checkpoint=checkpoint, seed=seed,
+                                  output=output, precision=precision, options=options)
+        result = dict(spec.evaluate(request))
         output.result({"task": task, **result}, human=key_value_table(result.get("metrics", result)))
         return
 
-    if run is None:
+    if rundir is None:
         raise UsageError("--run is required", f"pass the --out of `affectkit train {task}`")
-    rundir = RunDir.existing(run)
-    saved = merge(spec.Config(), load_yaml(rundir.config_path), str(rundir.config_path))
-    cfg = resolve(spec.Config, config, overrides or [], base=saved)
-    data_dir = require_dir(data, "data directory") if data else Path(rundir.meta().get("data_dir", ""))
-    if not data_dir or not Path(data_dir).is_dir():
-        raise DataError(data_dir, "the run's data directory is gone", "pass --data DIR")
-
-    if checkpoint == "best" and rundir.best_checkpoint() is not None:
-        weights = rundir.best_checkpoint() / MODEL_FILE
-    elif rundir.latest_checkpoint() is not None:
-        weights = rundir.latest_checkpoint() / MODEL_FILE
-    else:
-        raise DataError(rundir.path, "no checkpoint in the run directory", "train it first, or --resume it")
+    if data_dir is None:
+        saved = rundir.meta().get("data_dir")
+        if not saved or not Path(saved).is_dir():
+            raise DataError(saved or rundir.path, "the run's data directory is gone", "pass --data DIR")
+        data_dir = Path(saved)
+    weights = rundir.weights(checkpoint)
 
     from affectkit.core.device import get_accelerator
     from affectkit.core.loop import evaluate_model, load_weights
@@ -67,12 +61,16 @@ def evaluate(
 
     accelerator = get_accelerator(precision)
     seed_everything(seed)
-    bundle = spec.build_data(cfg, Path(data_dir))
+    bundle = spec.build_data(cfg, data_dir)
     if bundle.eval is None:
         raise DataError(data_dir, "the dataset has no evaluation split")
-    net = load_weights(spec.build_model(cfg), weights)
-    net = accelerator.prepare(net)
+    net = accelerator.prepare(load_weights(spec.build_model(cfg), weights))
     metrics = evaluate_model(spec, net, bundle, cfg, accelerator, output)
     result = {"task": task, "run_dir": str(rundir.path), "checkpoint": str(weights.parent.name),
               "data_dir": str(data_dir), "metrics": metrics}
     output.result(result, human=key_value_table(metrics, title=f"{task}: {weights.parent.name} checkpoint"))
+
+
+app = task_group("evaluate", evaluate, "EvaluateOptions",
+                    "Evaluate a trained run (or what TASK evaluates) and print metrics; "
+                    "`affectkit evaluate TASK --help` shows the task's own options.")

@@ -10,18 +10,17 @@ from pathlib import Path
 
 import typer
 
-from affectkit.cli._app import command_errors
+from affectkit.cli._app import new_app
 from affectkit.cli._common import task_for
 from affectkit.core.errors import UsageError
 from affectkit.core.output import get_output
 from affectkit.core.runs import atomic_write_text
+from affectkit.core.task import PredictRequest
+
+app = new_app("Apply a trained run.")
 
 
-def register(app: typer.Typer) -> None:
-    app.command("predict", help="Apply a trained run to an input file (au-fe: a video -> per-frame AUs + expression).")(predict)
-
-
-@command_errors
+@app.command("predict", help="Apply a trained run to an input file (au-fe: a video -> per-frame AUs + expression).")
 def predict(
     task: str = typer.Argument(..., help="Task name (see `affectkit tasks`)."),
     input_path: Path = typer.Argument(..., metavar="INPUT", help="Input file (au-fe: a video)."),
@@ -36,7 +35,7 @@ def predict(
     if checkpoint not in ("best", "last"):
         raise UsageError(f"--checkpoint: expected best or last, got {checkpoint!r}")
     output = get_output()
-    result = spec.predict(run, input_path, checkpoint=checkpoint)
+    result = spec.predict(PredictRequest(run=run, input=input_path, checkpoint=checkpoint))
     rows = result.pop("rows")
     if fmt == "csv":
         buf = io.StringIO()

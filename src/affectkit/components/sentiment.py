@@ -15,7 +15,7 @@ def _analyzer() -> Any:
         from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
     except ImportError:
         raise UsageError(
-            "the VADER backend needs the vaderSentiment package",
+            "VADER sentiment needs the vaderSentiment package",
             "pip install 'affectkit[text]' (or pip install vadersentiment)",
         ) from None
     return SentimentIntensityAnalyzer()

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from affectkit.core.errors import DataError, UsageError
+from affectkit.core.errors import UsageError
 
 
 def minilm_path() -> Path:
@@ -34,12 +34,10 @@ class SentenceEncoder:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
-        self.path = Path(path) if path is not None else minilm_path()
-        if not (self.path / "config.json").is_file():
-            raise DataError(self.path, "not a model directory (no config.json)")
-        from transformers.utils import logging as hf_logging
+        from affectkit.components.hf import local_model_dir, quiet_transformers
 
-        hf_logging.disable_progress_bar()
+        self.path = local_model_dir(path if path is not None else minilm_path())
+        quiet_transformers()
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.path))
         self.model = AutoModel.from_pretrained(str(self.path)).to(device).eval()
         self._memo: dict[str, np.ndarray] = {}

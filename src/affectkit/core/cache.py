@@ -1,4 +1,9 @@
-"""Where embedded benchmarks are generated on first use: ``$AFFECTKIT_CACHE`` or ~/.cache/affectkit."""
+"""The one cache of affectkit: ``$AFFECTKIT_CACHE`` (default ``~/.cache/affectkit``).
+
+Everything a task builds once and reuses lives under ``task_cache(task)``: embedded benchmarks
+(keyed by data version and seed), embedded models, a judge's answers. Directories are materialized
+whole (staging directory, then one rename), so a killed writer leaves nothing half-built.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+ENV_VAR = "AFFECTKIT_CACHE"
+
 
 def cache_root() -> Path:
-    root = os.environ.get("AFFECTKIT_CACHE")
+    root = os.environ.get(ENV_VAR)
     if root:
         return Path(root)
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "affectkit"
+
+
+def task_cache(task_name: str) -> Path:
+    """The cache directory of one task (not created)."""
+    return cache_root() / task_name
 
 
 def materialize(final: Path, writer: Callable[[Path], Any], replace: bool = False) -> Any:
@@ -42,9 +54,7 @@ def materialize(final: Path, writer: Callable[[Path], Any], replace: bool = Fals
 def embedded_data(task: Any, seed: int, quick: bool = False) -> Path:
     """The task's embedded benchmark for ``seed``, generated into the cache on first use. A task that
     changes its generator bumps ``data_version``, so stale caches are never reused."""
-    version = getattr(task, "data_version", None)
-    tag = f"-v{version}" if version is not None else ""
-    final = cache_root() / "data" / f"{task.name}{tag}-seed{seed}{'-quick' if quick else ''}"
+    final = task_cache(task.name) / f"data-v{task.data_version}-seed{seed}{'-quick' if quick else ''}"
     if not final.exists():
         materialize(final, lambda d: task.make_data(d, seed, quick))
     return final

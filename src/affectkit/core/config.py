@@ -72,14 +72,19 @@ def apply_overrides(cfg: T, overrides: Iterable[str], source: str = "--set") -> 
             value = yaml.safe_load(raw) if raw.strip() != "" else ""
         except yaml.YAMLError as exc:
             raise UsageError(f"{source} {key}: cannot parse value {raw!r} ({exc.__class__.__name__})") from None
-        nested: dict[str, Any] = {}
-        node = nested
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-        cfg = _merge(cfg, nested, source, "")
+        cfg = set_key(cfg, key, value, source)
     return cfg
+
+
+def set_key(cfg: T, key: str, value: Any, source: str = "option") -> T:
+    """A copy of ``cfg`` with the dotted ``key`` set to ``value`` (type-checked)."""
+    nested: dict[str, Any] = {}
+    node = nested
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return _merge(cfg, nested, source, "")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -87,17 +92,24 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not p.exists():
         raise DataError(p, "config file not found")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(p, f"cannot read config file ({exc.__class__.__name__}: {exc})") from None
+    return load_yaml_text(text, p)
+
+
+def load_yaml_text(text: str, source: str | Path) -> dict[str, Any]:
+    """Parse a YAML mapping (a config); errors name ``source``."""
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise DataError(p, f"invalid YAML{where}") from None
+        raise DataError(source, f"invalid YAML{where}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise DataError(p, f"expected a mapping at the top level, found {type(data).__name__}")
+        raise DataError(source, f"expected a mapping at the top level, found {type(data).__name__}")
     return data
 
 
@@ -114,15 +126,8 @@ def resolve(
         cfg = _merge(cfg, load_yaml(config_file), str(config_file), "")
     cfg = apply_overrides(cfg, overrides)
     for key, value in (explicit or {}).items():
-        if value is None:
-            continue
-        nested: dict[str, Any] = {}
-        node = nested
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-        cfg = _merge(cfg, nested, "option", "")
+        if value is not None:
+            cfg = set_key(cfg, key, value)
     return cfg
 
 

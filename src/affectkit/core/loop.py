@@ -71,8 +71,9 @@ def batches_per_epoch(n: int, batch_size: int) -> int:
 def make_optimizer(model: Any, cfg: Any, task: Any) -> Any:
     import torch
 
-    if hasattr(task, "configure_optimizer"):
-        return task.configure_optimizer(model, cfg)
+    custom = task.configure_optimizer(model, cfg)
+    if custom is not None:
+        return custom
     params = [p for p in model.parameters() if p.requires_grad]
     return torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
 
@@ -258,8 +259,7 @@ def fit(
                 accum.append(send_to_device(batch, accelerator.device))
                 if len(accum) < micro:
                     continue
-                if hasattr(task, "before_step"):
-                    task.before_step(accelerator.unwrap_model(model), cfg, step, step * micro // per_epoch)
+                task.before_step(accelerator.unwrap_model(model), cfg, step, step * micro // per_epoch)
                 loss_sum = 0.0
                 extras: dict[str, float] = {}
                 for i, mb in enumerate(accum):
@@ -280,8 +280,7 @@ def fit(
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                if hasattr(task, "after_step"):
-                    task.after_step(accelerator.unwrap_model(model), cfg, step + 1)
+                task.after_step(accelerator.unwrap_model(model), cfg, step + 1)
                 step += 1
                 mean_loss = float(accelerator.reduce(torch.tensor(loss_sum, device=accelerator.device), "mean"))
                 if run is not None and (step % tc.log_every == 0 or step == total):

@@ -2,7 +2,9 @@
 
 Built-in tasks are listed in BUILTIN. Other packages add tasks through the ``affectkit.tasks``
 entry-point group, and a run can add some through ``AFFECTKIT_TASKS="name=module:attr,..."``
-(how the tests register their test-only task, also in subprocesses and under torchrun).
+(how the tests register their test-only task, also in subprocesses and under torchrun). A name
+registered twice, by any two sources, is an error naming both. A loaded task is checked against the
+contract it declares (``core.task.check_task``).
 """
 
 from __future__ import annotations
@@ -44,33 +46,54 @@ def _from_env() -> dict[str, str]:
     return found
 
 
-def _from_entry_points() -> dict[str, str]:
+def _from_entry_points() -> dict[str, tuple[str, str]]:
     from importlib.metadata import entry_points
 
-    return {ep.name: ep.value for ep in entry_points(group="affectkit.tasks")}
+    return {ep.name: (ep.value, f"entry point of {ep.dist.name if ep.dist else '?'}")
+            for ep in entry_points(group="affectkit.tasks")}
+
+
+def task_sources() -> dict[str, tuple[str, str]]:
+    """name -> (target, where it was registered). Two sources naming one task is a UsageError."""
+    found: dict[str, tuple[str, str]] = {name: (target, "built-in") for name, target in BUILTIN.items()}
+    layers = [
+        _from_entry_points(),
+        {name: (target, ENV_VAR) for name, target in _from_env().items()},
+        {name: (target, "registry.register") for name, target in _EXTRA.items()},
+    ]
+    for layer in layers:
+        for name, (target, source) in layer.items():
+            if name in found:
+                old_target, old_source = found[name]
+                raise UsageError(
+                    f"task {name!r} is registered twice: {old_source} ({old_target}) and {source} ({target})",
+                    "rename one of them; a plugin cannot replace a task of the same name",
+                )
+            found[name] = (target, source)
+    return found
 
 
 def task_targets() -> dict[str, str]:
-    targets = dict(BUILTIN)
-    targets.update(_from_entry_points())
-    targets.update(_from_env())
-    targets.update(_EXTRA)
-    return targets
+    return {name: target for name, (target, _) in task_sources().items()}
 
 
 def task_names() -> list[str]:
-    return sorted(task_targets())
+    return sorted(task_sources())
 
 
 @cache
 def load_task(name: str) -> Any:
-    targets = task_targets()
-    if name not in targets:
-        close = difflib.get_close_matches(name, list(targets), n=1, cutoff=0.4)
+    from affectkit.core.task import check_task
+
+    sources = task_sources()
+    if name not in sources:
+        close = difflib.get_close_matches(name, list(sources), n=1, cutoff=0.4)
         hint = f"did you mean {close[0]!r}?" if close else None
-        known = ", ".join(sorted(targets)) or "none"
+        known = ", ".join(sorted(sources)) or "none"
         hint = f"{hint + ' ' if hint else ''}known tasks: {known} (affectkit tasks)"
         raise UsageError(f"unknown task {name!r}", hint)
-    module_name, _, attr = targets[name].partition(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, attr)
+    target, source = sources[name]
+    module_name, _, attr = target.partition(":")
+    task = getattr(importlib.import_module(module_name), attr)
+    check_task(task, f"{source}: {target}")
+    return task

@@ -161,6 +161,23 @@ class RunDir:
             raise DataError(p, "not a run directory (no config.yaml)", "pass the --out of an `affectkit train` run")
         return cls(p)
 
+    def load_config(self, config_cls: type) -> Any:
+        """The run's saved config.yaml as ``config_cls`` (strict keys, as any config file)."""
+        from affectkit.core.config import load_yaml, merge
+
+        return merge(config_cls(), load_yaml(self.config_path), str(self.config_path))
+
+    def weights(self, checkpoint: str = "best") -> Path:
+        """``model.safetensors`` of the best checkpoint (the last one when there is no best, or
+        with ``checkpoint="last"``); a DataError when the run has none."""
+        if checkpoint not in ("best", "last"):
+            raise UsageError(f"--checkpoint: expected best or last, got {checkpoint!r}")
+        chosen = self.best_checkpoint() if checkpoint == "best" else None
+        chosen = chosen or self.latest_checkpoint()
+        if chosen is None:
+            raise DataError(self.path, "no checkpoint in the run directory", "train it first, or --resume it")
+        return chosen / MODEL_FILE
+
     # files
     @property
     def config_path(self) -> Path:

@@ -1,35 +1,30 @@
-"""The interface every task implements: a loose Protocol, no base class.
+"""The task contract: two families, declared capabilities, and the conformance check.
 
-A task module exposes one object (``TASK``) with these attributes. Tasks that fit the shared
-training loop implement ``build_data``/``build_model``/``train_step``/``eval_step``/``evaluate``;
-tasks whose shape does not fit implement ``run(request)`` instead and still use runs/output/errors.
+Every task module exposes one object, ``TASK``, an instance of one of two families:
 
-Optional hooks, looked up with ``hasattr``:
+- ``LoopTask``: trained and evaluated by the shared loop (``core/loop``). It implements
+  ``build_data``, ``build_model``, ``train_step``, ``eval_step`` and ``evaluate(outputs, cfg)``, and
+  may override the hooks ``configure_optimizer``, ``before_step`` and ``after_step``.
+- ``RecipeTask``: runs its own recipe, ``train(request)`` and ``evaluate(request)``, and still uses
+  runs, output and errors from core.
 
-- ``run(request: TrainRequest) -> dict``: ``affectkit train TASK`` calls it instead of the shared
-  loop. The run directory is already created (config.yaml, meta.json written); the returned dict is
-  merged into results.json and the final ``{"event": "result"}`` line (``run_dir``, ``task`` and
-  ``seed`` are added by the CLI).
-- ``evaluate_command(request: EvaluateRequest) -> dict``: ``affectkit evaluate TASK`` calls it
-  instead of loading a loop checkpoint (``--model DIR``, ``--judgments DIR``, ``--run``, ``--data``,
-  ``--set``...). Return ``{"metrics": {...}, ...}``; the CLI prints it and adds ``task``.
-- ``resolve_config(cfg, data_dir) -> cfg``: fill values that depend on the data directory (e.g. a
-  pretrained model shipped with an embedded benchmark); the resolved config is what the run saves.
-- ``configure_optimizer(model, cfg)`` (loop tasks): parameter groups with their own learning rates.
-- ``before_step(model, cfg, step, epoch)`` (loop tasks): called before each optimizer step with the
-  number of steps done and the epoch (e.g. a loss ramp or per-epoch state kept in model buffers, so
-  that it is checkpointed with the weights).
-- ``after_step(model, cfg, step)`` (loop tasks): e.g. a weight-EMA update after each optimizer step.
-- ``data_version: int``: bumped when the embedded generator changes; ``core.cache.embedded_data``
-  keys the cached benchmark by it, so a stale one is never reused.
+Both declare what they support: ``verbs`` (the shared verbs: data, train, evaluate, bench,
+predict), ``commands`` (the task's own verbs, mounted on the root lazily: ``affectkit quantize``)
+and ``TrainOptions`` / ``EvaluateOptions`` (dataclasses of the task's own flags on ``train TASK`` /
+``evaluate TASK``; a field made with ``flag(..., key=...)`` sets that config key, the others travel
+to the task in ``request.options``). The CLI dispatches on these declarations; ``check_task`` verifies
+them whenever a task is loaded.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from affectkit.core.errors import AffectkitError
 
 if TYPE_CHECKING:  # torch is imported only inside commands
     import numpy as np
@@ -38,12 +33,30 @@ if TYPE_CHECKING:  # torch is imported only inside commands
     from affectkit.core.output import Output
     from affectkit.core.runs import RunDir
 
+CORE_VERBS = ("data", "train", "evaluate", "bench", "predict")
+
 
 @dataclass(frozen=True)
 class MetricSpec:
     name: str
     higher_is_better: bool = True
     description: str = ""
+
+
+@dataclass(frozen=True)
+class TaskVerb:
+    """A verb a task adds to the root CLI. ``target`` ("module:attr") names a Typer app holding one
+    command; it is imported only when the verb runs (or its help is shown)."""
+
+    name: str
+    target: str
+    help: str
+
+
+def flag(decl: str, help: str, key: str | None = None, default: Any = None) -> Any:  # noqa: A002
+    """A field of a task's ``TrainOptions`` / ``EvaluateOptions``: the option ``decl`` (``--data-au``);
+    with ``key``, its value sets that config key (``data.au_dir``) instead of travelling as an option."""
+    return dataclasses.field(default=default, metadata={"flag": decl, "help": help, "key": key})
 
 
 @dataclass
@@ -58,32 +71,40 @@ class DataBundle:
 
 @dataclass
 class TrainRequest:
-    """Everything ``train`` (or a task's own ``run``) needs; built by the CLI."""
+    """What ``RecipeTask.train`` gets. The run directory exists and holds the config that runs."""
 
     cfg: Any
     data_dir: Path
-    run: RunDir | None
+    run: RunDir
     seed: int
     output: Output
     precision: str = "auto"
     resume: bool = False
-    max_steps: int | None = None
+    options: Any = None
 
 
 @dataclass
 class EvaluateRequest:
-    """What ``affectkit evaluate`` passes to a task's own ``evaluate_command`` (when it has one)."""
+    """What ``RecipeTask.evaluate`` gets: the resolved config (the run's, when ``--run`` is given,
+    with ``--config``/``--set`` on top) and the task's own options."""
 
-    run: Path | None
+    cfg: Any
+    run: RunDir | None
     data_dir: Path | None
-    model: Path | None
-    judgments: Path | None
-    config_file: Path | None
-    overrides: list[str]
     checkpoint: str
     seed: int
     output: Output
     precision: str = "auto"
+    options: Any = None
+
+
+@dataclass
+class PredictRequest:
+    """What ``predict`` gets: a trained run and one input file."""
+
+    run: Path
+    input: Path
+    checkpoint: str = "best"
 
 
 @dataclass
@@ -92,7 +113,6 @@ class BenchContext:
     quick: bool
     seed: int
     output: Output
-    data_root: Path
     precision: str = "auto"
 
 
@@ -107,41 +127,140 @@ class BenchResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@runtime_checkable
-class Task(Protocol):
-    name: str
-    summary: str
-    verbs: tuple[str, ...]
-    Config: type
-    metrics: tuple[MetricSpec, ...]
+class Task:
+    """What both families share. Subclasses set the class attributes and override what they support."""
+
+    family: ClassVar[str] = ""
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    Config: ClassVar[type]
+    metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+    verbs: ClassVar[tuple[str, ...]] = ("data", "bench")
+    commands: ClassVar[tuple[TaskVerb, ...]] = ()
+    TrainOptions: ClassVar[type | None] = None
+    EvaluateOptions: ClassVar[type | None] = None
+    # The config key that ``train --max-steps N`` sets (None: the flag does not apply).
+    max_steps_key: ClassVar[str | None] = None
+    # Bumped whenever the embedded generator changes: the cache keys its data by it.
+    data_version: ClassVar[int] = 1
 
     def make_data(self, out: Path, seed: int, quick: bool) -> Mapping[str, Any]:
         """Write the embedded benchmark in the task's real on-disk format; return what was written."""
-        ...
+        raise NotImplementedError
 
     def bench(self, ctx: BenchContext) -> BenchResult:
-        """Run the method and its baselines on the embedded benchmark."""
-        ...
+        """Run the method and its baselines on the embedded benchmark (the protocol in bench.py)."""
+        raise NotImplementedError
+
+    def resolve_config(self, cfg: Any, data_dir: Path) -> Any:
+        """Fill values that depend on the data directory; the result is what the run saves."""
+        return cfg
+
+    def configured_data(self, cfg: Any) -> Path | None:
+        """The dataset directory the config names by itself (au-fe's two roots), if any; then
+        ``train`` needs neither ``--data`` nor the embedded benchmark."""
+        return None
+
+    def predict(self, request: PredictRequest) -> dict[str, Any]:
+        """Apply a trained run to one input; ``{"rows": [...], ...summary}``."""
+        raise NotImplementedError
+
+    def verb_names(self) -> tuple[str, ...]:
+        return (*self.verbs, *(c.name for c in self.commands))
 
 
-class LoopTask(Task, Protocol):
-    """A task trained by ``affectkit.core.loop.fit``."""
+class LoopTask(Task):
+    """A task trained by ``affectkit.core.loop.fit`` and evaluated from its checkpoints."""
 
-    def build_data(self, cfg: Any, data_dir: Path) -> DataBundle: ...
+    family = "loop"
+    max_steps_key = "train.max_steps"
 
-    def build_model(self, cfg: Any) -> torch.nn.Module: ...
+    def build_data(self, cfg: Any, data_dir: Path) -> DataBundle:
+        raise NotImplementedError
+
+    def build_model(self, cfg: Any) -> torch.nn.Module:
+        raise NotImplementedError
 
     def train_step(self, model: torch.nn.Module, batch: Any, cfg: Any) -> torch.Tensor | tuple[torch.Tensor, dict[str, float]]:
-        """Return the mean loss of the (per-process) batch, optionally with extra scalars to log."""
-        ...
+        """The mean loss of the (per-process) batch, optionally with extra scalars to log."""
+        raise NotImplementedError
 
     def eval_step(self, model: torch.nn.Module, batch: Any, cfg: Any) -> dict[str, torch.Tensor]:
         """Per-sample tensors (batch first); the loop gathers them across processes."""
-        ...
+        raise NotImplementedError
 
     def evaluate(self, outputs: dict[str, np.ndarray], cfg: Any) -> dict[str, float]:
         """Metrics from the gathered per-sample outputs of the whole eval set."""
-        ...
+        raise NotImplementedError
+
+    def configure_optimizer(self, model: torch.nn.Module, cfg: Any) -> torch.optim.Optimizer | None:
+        """An optimizer of the task's own (parameter groups); None: AdamW at ``train.lr``."""
+        return None
+
+    def before_step(self, model: torch.nn.Module, cfg: Any, step: int, epoch: int) -> None:
+        """Called before each optimizer step with the steps done and the epoch."""
+
+    def after_step(self, model: torch.nn.Module, cfg: Any, step: int) -> None:
+        """Called after each optimizer step (e.g. a weight-EMA update)."""
+
+
+class RecipeTask(Task):
+    """A task that runs its own recipe for ``train`` and ``evaluate``."""
+
+    family = "recipe"
+
+    def train(self, request: TrainRequest) -> dict[str, Any]:
+        """Train into ``request.run``; the dict joins results.json and the result line."""
+        raise NotImplementedError
+
+    def evaluate(self, request: EvaluateRequest) -> dict[str, Any]:
+        """``{"metrics": {...}, ...}``; the CLI prints it."""
+        raise NotImplementedError
+
+
+# What each shared verb needs a task to implement, by family.
+_NEEDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "loop": {"data": ("make_data",), "bench": ("bench",), "predict": ("predict",),
+             "train": ("build_data", "build_model", "train_step", "eval_step", "evaluate"),
+             "evaluate": ("build_data", "build_model", "eval_step", "evaluate")},
+    "recipe": {"data": ("make_data",), "bench": ("bench",), "predict": ("predict",),
+               "train": ("train",), "evaluate": ("evaluate",)},
+}
+
+
+class TaskContractError(AffectkitError):
+    """A task (built-in or plugin) that does not keep the contract it declares."""
+
+
+def check_task(task: Any, source: str) -> None:
+    """Raise TaskContractError unless ``task`` keeps the contract it declares: a known family, every
+    declared verb implemented, task verbs that shadow no shared verb, options that are dataclasses of
+    flags, a config that round-trips through YAML, and a ``max_steps_key`` the config has."""
+    from affectkit.core.config import all_keys, from_dict, load_yaml_text, to_yaml
+
+    where = f"task {getattr(task, 'name', '?')!r} ({source})"
+    if not isinstance(task, (LoopTask, RecipeTask)):
+        raise TaskContractError(f"{where}: is neither a LoopTask nor a RecipeTask")
+    base = LoopTask if isinstance(task, LoopTask) else RecipeTask
+    for verb in task.verbs:
+        if verb not in CORE_VERBS:
+            raise TaskContractError(f"{where}: unknown verb {verb!r} in verbs",
+                                    f"shared verbs are {', '.join(CORE_VERBS)}; a task's own go in commands")
+        missing = [m for m in _NEEDS[base.family][verb] if getattr(type(task), m) is getattr(base, m, None)]
+        if missing:
+            raise TaskContractError(f"{where}: declares `{verb}` but does not implement {', '.join(missing)}")
+    for cmd in task.commands:
+        if cmd.name in (*CORE_VERBS, "tasks", "config") or ":" not in cmd.target:
+            raise TaskContractError(f"{where}: task verb {cmd.name!r} ({cmd.target}) shadows a shared verb "
+                                    "or is not module:attr")
+    for options in (task.TrainOptions, task.EvaluateOptions):
+        if options is not None and not all("flag" in f.metadata for f in dataclasses.fields(options)):
+            raise TaskContractError(f"{where}: {options.__name__} fields must be made with core.task.flag")
+    cfg = task.Config()
+    if from_dict(task.Config, load_yaml_text(to_yaml(cfg), f"{task.name} config")) != cfg:
+        raise TaskContractError(f"{where}: its Config does not round-trip through YAML")
+    if "train" in task.verbs and task.max_steps_key and task.max_steps_key not in all_keys(task.Config):
+        raise TaskContractError(f"{where}: max_steps_key {task.max_steps_key!r} is not a config key")
 
 
 def primary_metric(task: Task) -> MetricSpec:
@@ -149,7 +268,3 @@ def primary_metric(task: Task) -> MetricSpec:
     if not task.metrics:
         raise ValueError(f"task {task.name} declares no metrics")
     return task.metrics[0]
-
-
-def supports(task: Task, verb: str) -> bool:
-    return verb in task.verbs

@@ -3,18 +3,34 @@ across heterogeneous datasets (Li et al., IEEE TAFFC 2026; arXiv 2604.10541)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from affectkit.core.task import BenchContext, BenchResult, DataBundle, MetricSpec
+from affectkit.core.task import (
+    BenchContext,
+    BenchResult,
+    DataBundle,
+    LoopTask,
+    MetricSpec,
+    PredictRequest,
+    flag,
+)
 from affectkit.tasks.au_fe.config import AUFEConfig
 
 
-class AUFETask:
+@dataclass
+class TrainOptions:
+    data_au: Path | None = flag("--data-au", "The AU dataset root (BP4D / DISFA layout).", key="data.au_dir")
+    data_fe: Path | None = flag("--data-fe", "The FE dataset root (DFEW / FERV39K / MAFW layout).", key="data.fe_dir")
+
+
+class AUFETask(LoopTask):
     name = "au-fe"
     summary = "SSM: joint AU detection (BP4D/DISFA) and dynamic expression recognition (DFEW/FERV39K/MAFW)"
     verbs = ("data", "train", "evaluate", "bench", "predict")
     Config = AUFEConfig
+    TrainOptions = TrainOptions
     # 2: BP4D occurrence rates in the AU source, FE clips trimmed around the expression;
     # 3: the FE source grows to 2000 clips over 100 identities (test folds of about 400 clips);
     # 4: the AU source takes BP4D's layout, 41 subjects x 8 tasks (the real AU-to-FE proportion)
@@ -42,13 +58,17 @@ class AUFETask:
         path = ensure_pretrained_vision(data_dir, image_size=cfg.data.image_size)
         return replace(cfg, model=replace(cfg.model, vision=str(path)))
 
+    def configured_data(self, cfg: AUFEConfig) -> Path | None:
+        """Both roots set (``--data-au`` and ``--data-fe``): the AU root stands for the dataset."""
+        return Path(cfg.data.au_dir) if cfg.data.au_dir and cfg.data.fe_dir else None
+
     def build_data(self, cfg: AUFEConfig, data_dir: Path) -> DataBundle:
-        from affectkit.tasks.au_fe.pipeline import build_data
+        from affectkit.tasks.au_fe.train import build_data
 
         return build_data(cfg, data_dir)
 
     def build_model(self, cfg: AUFEConfig):
-        from affectkit.tasks.au_fe.pipeline import build_model
+        from affectkit.tasks.au_fe.train import build_model
 
         return build_model(cfg)
 
@@ -67,17 +87,17 @@ class AUFETask:
             model.weight_ema.update(model.ssm)
 
     def train_step(self, model, batch, cfg: AUFEConfig):
-        from affectkit.tasks.au_fe.pipeline import train_step
+        from affectkit.tasks.au_fe.train import train_step
 
         return train_step(model, batch, cfg)
 
     def eval_step(self, model, batch, cfg: AUFEConfig):
-        from affectkit.tasks.au_fe.pipeline import eval_step
+        from affectkit.tasks.au_fe.train import eval_step
 
         return eval_step(model, batch, cfg)
 
     def evaluate(self, outputs, cfg: AUFEConfig) -> dict[str, float]:
-        from affectkit.tasks.au_fe.pipeline import evaluate
+        from affectkit.tasks.au_fe.train import evaluate
 
         return evaluate(outputs, cfg)
 
@@ -86,10 +106,10 @@ class AUFETask:
 
         return run_bench(self, ctx)
 
-    def predict(self, run_dir: Path, video: Path, **options: Any) -> Any:
+    def predict(self, request: PredictRequest) -> dict[str, Any]:
         from affectkit.tasks.au_fe.predict import predict_video
 
-        return predict_video(self, run_dir, video, **options)
+        return predict_video(self, request.run, request.input, checkpoint=request.checkpoint)
 
 
 TASK = AUFETask()

@@ -20,7 +20,9 @@ import time
 from typing import Any
 
 from affectkit.core.config import apply_overrides
+from affectkit.core.stats import mean_sd, paired_deltas, paired_summary, wins
 from affectkit.core.task import BenchContext, BenchResult
+from affectkit.tasks.au_fe.baselines import SINGLE_TASK, VARIANTS
 
 # The embedded protocol: the pretrained tiny tower (see pretrain.py) with a small encoder lr, as SSM
 # fine-tunes CLIP; mixup, clip augmentation and the pair smoother are release regularisers for
@@ -34,52 +36,19 @@ SETTINGS = [
 ]
 FULL = {"steps": 400, "seeds": 5, "variants": ("ssm", "no-dpm", "no-tsp", "single")}
 QUICK = {"steps": 30, "seeds": 1, "variants": ("ssm", "single")}
-VARIANTS = {"ssm": [], "no-dpm": ["model.use_dpm=false"], "no-tsp": ["model.use_tsp=false"]}
 DIRECTIONS = {
     # metric: the gate's; also: its companion on the same test set; other: the other task's headline metric
-    "fe": {"labels": "data.fe_label_fraction=0.1", "metric": "fe_uar", "also": "fe_war", "other": "au_f1",
-           "single": "model.branches=fe"},
-    "au": {"labels": "data.au_label_fraction=0.1", "metric": "au_f1", "also": "au_auc", "other": "fe_uar",
-           "single": "model.branches=au"},
+    "fe": {"labels": "data.fe_label_fraction=0.1", "metric": "fe_uar", "also": "fe_war", "other": "au_f1"},
+    "au": {"labels": "data.au_label_fraction=0.1", "metric": "au_f1", "also": "au_auc", "other": "fe_uar"},
 }
 
 
 def variant_config(task: Any, direction: str, variant: str, steps: int, seed: int) -> Any:
     d = DIRECTIONS[direction]
-    extra = [d["single"]] if variant == "single" else VARIANTS[variant]
+    extra = [SINGLE_TASK[direction]] if variant == "single" else VARIANTS[variant]
     return apply_overrides(task.Config(), [*SETTINGS, d["labels"], *extra, f"train.max_steps={steps}",
                                            f"train.milestones=[{int(steps * 0.7)}, {int(steps * 0.9)}]",
                                            f"data.subset_seed={seed}"])
-
-
-def _mean_sd(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def _ci95(deltas: list[float]) -> dict[str, float]:
-    """Student-t 95 % interval of the mean paired delta (empty with one seed): how far the seeds'
-    spread leaves the mean from a gate's threshold."""
-    if len(deltas) < 2:
-        return {}
-    from scipy import stats
-
-    mean, sd = _mean_sd(deltas)
-    half = stats.t.ppf(0.975, len(deltas) - 1) * sd / len(deltas) ** 0.5
-    return {"ci95 low": mean - half, "ci95 high": mean + half}
-
-
-def _positive(deltas: list[float]) -> int:
-    """The seeds on which the method is ahead."""
-    return sum(x > 0 for x in deltas)
-
-
-def _wins(deltas: list[float]) -> str:
-    return f"{_positive(deltas)}/{len(deltas)}"
-
-
-def _paired(deltas: list[float]) -> dict[str, Any]:
-    """A gate row's summary of paired deltas: mean, its interval, and the seeds where it is positive."""
-    return {"mean delta": statistics.fmean(deltas), **_ci95(deltas), "wins": _wins(deltas)}
 
 
 def run_bench(task: Any, ctx: BenchContext) -> BenchResult:
@@ -132,7 +101,7 @@ def summarize(results: dict[tuple[str, str, int], dict[str, float]], seeds: list
         single = [results[(direction, "single", s)][key] for s in seeds]
         for variant in variants:
             vals = [results[(direction, variant, s)][key] for s in seeds]
-            mean, sd = _mean_sd(vals)
+            mean, sd = mean_sd(vals)
             row = {"method": variant if variant != "single" else f"{direction.upper()}-only",
                    f"{key} mean": 100 * mean, "sd": 100 * sd,
                    f"{d['also']} mean": 100 * statistics.fmean(results[(direction, variant, s)][d["also"]] for s in seeds)}
@@ -141,31 +110,31 @@ def summarize(results: dict[tuple[str, str, int], dict[str, float]], seeds: list
             if all(o is not None for o in others):
                 row[f"{other} mean"] = 100 * statistics.fmean(others)
             if variant != "single":
-                deltas = vs_single[variant] = [100 * (v - b) for v, b in zip(vals, single, strict=True)]
+                deltas = vs_single[variant] = paired_deltas(vals, single, scale=100)
                 row["delta vs single"] = statistics.fmean(deltas)
-                row["wins"] = _wins(deltas)
+                row["wins"] = f"{wins(deltas)}/{len(deltas)}"
             row["s/run"] = statistics.fmean(results[(direction, variant, s)]["seconds"] for s in seeds)
             rows.append(row)
         tables[f"{direction.upper()} direction (10% {direction.upper()} labels): {key}"] = rows
         ssm = [100 * results[(direction, "ssm", s)][key] for s in seeds]
         deltas = vs_single["ssm"]
         if direction == "fe":
-            passed = statistics.fmean(deltas) >= 2.0 and _positive(deltas) >= min(4, len(seeds))
+            passed = statistics.fmean(deltas) >= 2.0 and wins(deltas) >= min(4, len(seeds))
             rule = "SSM - FE-only UAR: mean >= 2 and positive on >= 4/5 seeds"
         else:
             passed = statistics.fmean(deltas) >= -1.0
             rule = "SSM - AU-only F1: mean >= -1"
         gates.append({"gate": f"{direction.upper()} direction", "rule": rule,
-                      **_paired(deltas), "seeds >= 2": "",
+                      **paired_summary(deltas), "seeds >= 2": "",
                       "pass": "yes" if passed else "no"})
         for module, variant in (("DPM", "no-dpm"), ("TSP", "no-tsp")):
             if variant not in variants:
                 continue
             without = [100 * results[(direction, variant, s)][key] for s in seeds]
-            dd = [a - b for a, b in zip(ssm, without, strict=True)]
+            dd = paired_deltas(ssm, without)
             credited = sum(x >= 2.0 for x in dd) >= min(4, len(seeds))
             gates.append({"gate": f"{module} effect ({direction.upper()})", "rule": "SSM - without >= 2 on >= 4/5 seeds",
-                          **_paired(dd),
+                          **paired_summary(dd),
                           "seeds >= 2": f"{sum(x >= 2.0 for x in dd)}/{len(dd)}",
                           "pass": "credited" if credited else "no measurable effect"})
     tables["gates"] = gates

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from affectkit.core.errors import DataError
-from affectkit.tasks.au_fe.datasets import AUClip, FEClip, tsn_indices
+from affectkit.tasks.au_fe.data import AUClip, FEClip, tsn_indices
 from affectkit.tasks.au_fe.model import CLIP_MEAN, CLIP_STD
 
 

@@ -3,16 +3,15 @@ local temporal module, Textual Semantic Prototypes and Dynamic Prior Mapping; tw
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from affectkit.core.errors import DataError, UsageError
+from affectkit.components.hf import local_model_dir, quiet_transformers
+from affectkit.core.errors import UsageError
 from affectkit.tasks.au_fe import facs
 from affectkit.tasks.au_fe.config import AUFEConfig
-from affectkit.tasks.au_fe.modules import (
+from affectkit.tasks.au_fe.method_modules import (
     AULocalTemporal,
     DynamicPriorMapping,
     FETemporalHead,
@@ -27,25 +26,16 @@ CLIP_MEAN = (0.4815, 0.4578, 0.4082)
 CLIP_STD = (0.2686, 0.2613, 0.2758)
 
 
-def _quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
 def build_text_tower(spec: str) -> TextTower:
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    _quiet_transformers()
+    quiet_transformers()
     if spec == "minilm":
         from affectkit.components.text_encoders import minilm_path
 
         path = minilm_path()
     else:
-        path = Path(spec)
-        if not (path / "config.json").is_file():
-            raise DataError(path, "not a model directory (no config.json)", "pass a local CLIP or HF text encoder")
+        path = local_model_dir(spec, hint="pass a local CLIP or HF text encoder")
     config = AutoConfig.from_pretrained(str(path))
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     if config.model_type in ("clip", "clip_text_model"):
@@ -58,16 +48,14 @@ def build_text_tower(spec: str) -> TextTower:
 def build_vision_tower(cfg: AUFEConfig, proj_dim: int) -> nn.Module:
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    _quiet_transformers()
+    quiet_transformers()
     m = cfg.model
     if m.vision == "tiny":
         config = CLIPVisionConfig(image_size=cfg.data.image_size, patch_size=m.tiny_patch, hidden_size=m.tiny_width,
                                   intermediate_size=4 * m.tiny_width, num_hidden_layers=m.tiny_layers,
                                   num_attention_heads=m.tiny_heads, projection_dim=proj_dim)
         return CLIPVisionModelWithProjection(config)
-    path = Path(m.vision)
-    if not (path / "config.json").is_file():
-        raise DataError(path, "not a model directory (no config.json)", "pass a local CLIP checkpoint directory")
+    path = local_model_dir(m.vision, hint="pass a local CLIP checkpoint directory")
     tower = CLIPVisionModelWithProjection.from_pretrained(str(path))
     if tower.config.projection_dim != proj_dim:
         raise UsageError(f"vision projection ({tower.config.projection_dim}) != text tower output ({proj_dim})",

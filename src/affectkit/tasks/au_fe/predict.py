@@ -11,22 +11,16 @@ import numpy as np
 import torch
 
 from affectkit.components.video import HaarFaceDetector, read_video
-from affectkit.core.config import load_yaml, merge
-from affectkit.core.errors import DataError
 from affectkit.core.loop import load_weights
-from affectkit.core.runs import MODEL_FILE, RunDir
+from affectkit.core.runs import RunDir
 from affectkit.tasks.au_fe.clips import clip_tensor
-from affectkit.tasks.au_fe.datasets import tsn_indices
+from affectkit.tasks.au_fe.data import tsn_indices
 
 
 def load_run(task: Any, run_dir: Path, checkpoint: str = "best"):
     run = RunDir.existing(run_dir)
-    cfg = merge(task.Config(), load_yaml(run.config_path), str(run.config_path))
-    ckpt = run.best_checkpoint() if checkpoint == "best" else None
-    ckpt = ckpt or run.latest_checkpoint()
-    if ckpt is None:
-        raise DataError(run.path, "no checkpoint in the run directory")
-    model = load_weights(task.build_model(cfg), ckpt / MODEL_FILE).eval()
+    cfg = run.load_config(task.Config)
+    model = load_weights(task.build_model(cfg), run.weights(checkpoint)).eval()
     return cfg, model
 
 

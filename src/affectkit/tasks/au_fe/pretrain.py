@@ -74,9 +74,9 @@ def pretrain_vision(out: Path, seed: int = 0, size: int = 48, proj_dim: int = 38
         losses.append(float(loss.detach()))
     with torch.no_grad():
         val = float(torch.nn.functional.mse_loss(head(tower(pixel_values=x[:n_val]).image_embeds), y[:n_val]))
-    from affectkit.tasks.au_fe.model import _quiet_transformers
+    from affectkit.components.hf import quiet_transformers
 
-    _quiet_transformers()
+    quiet_transformers()
     tower.save_pretrained(str(out))
     info = {"objective": "landmark regression (14 points, standardised)", "frames": n_frames, "steps": steps,
             "train_mse_last100": float(np.mean(losses[-100:])), "val_mse": val, "identities": 80, "seed": seed}

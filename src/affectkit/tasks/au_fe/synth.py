@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from affectkit.tasks.au_fe import facs
-from affectkit.tasks.au_fe.datasets import BP4D_FOLDS, DFEW_LABELS
+from affectkit.tasks.au_fe.data import BP4D_FOLDS, DFEW_LABELS
 
 AUS = facs.au_vocabulary("bp4d")
 EXPRESSIONS = facs.expression_vocabulary("basic7")

@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from affectkit.core.task import BenchContext, BenchResult, EvaluateRequest, MetricSpec
+from dataclasses import dataclass
+
+from affectkit.core.task import BenchContext, BenchResult, EvaluateRequest, MetricSpec, RecipeTask, TaskVerb, flag
 from affectkit.tasks.mer_bench.config import Config, EvalConfig, JudgeConfig
 from affectkit.tasks.mer_bench.judging import judge
 from affectkit.tasks.mer_bench.scoring import evaluate_judgments
@@ -17,11 +19,19 @@ from affectkit.tasks.mer_bench.scoring import evaluate_judgments
 __all__ = ["TASK", "Config", "JudgeConfig", "EvalConfig", "judge", "evaluate_judgments"]
 
 
-class MerBenchTask:
+@dataclass
+class EvaluateOptions:
+    judgments: Path | None = flag("--judgments", "A judgments directory (the --out of `affectkit judge-memes`).")
+
+
+class MerBenchTask(RecipeTask):
     name = "mer-bench"
     summary = "Meme reappraisal benchmark: MLLM-as-a-judge (judge-memes) and Table-2/3 scoring (MER-Bench)"
-    verbs = ("data", "evaluate", "bench", "judge-memes")
+    verbs = ("data", "evaluate", "bench")
+    commands = (TaskVerb("judge-memes", "affectkit.tasks.mer_bench.cli:app",
+                         "Judge edited memes against their sources (MER-Bench) with an MLLM or the offline rules judge."),)
     Config = Config
+    EvaluateOptions = EvaluateOptions
     metrics = (
         MetricSpec("Overall", True, "soft-AND of TA, CF and SS"),
         MetricSpec("TA", True, "target-affect alignment: hit rate x HM(visual, text emotion accuracy)"),
@@ -39,16 +49,16 @@ class MerBenchTask:
 
         return run_bench(ctx)
 
-    def evaluate_command(self, request: EvaluateRequest) -> dict[str, Any]:
+    def evaluate(self, request: EvaluateRequest) -> dict[str, Any]:
         """`affectkit evaluate mer-bench --judgments DIR [--data BENCH] [--config F] [--set evaluate.x=v]`."""
-        from affectkit.core.config import resolve
         from affectkit.core.errors import UsageError
         from affectkit.core.output import rows_table
 
-        if request.judgments is None:
+        judgments = request.options.judgments
+        if judgments is None:
             raise UsageError("--judgments is required for mer-bench", "pass the --out directory of `affectkit judge-memes`")
-        cfg = resolve(Config, request.config_file, request.overrides).evaluate
-        res = evaluate_judgments(request.judgments, compat=cfg.mer_compat, alpha=cfg.alpha, soft_floor=cfg.soft_floor,
+        cfg = request.cfg.evaluate
+        res = evaluate_judgments(judgments, compat=cfg.mer_compat, alpha=cfg.alpha, soft_floor=cfg.soft_floor,
                                  gm_floor=cfg.gm_floor, bench=request.data_dir, nonllm=cfg.nonllm, use_ocr=cfg.use_ocr)
         request.output.table(rows_table(res["table"], title=f"MER-Bench ({res['view']} view, judge {', '.join(res['judges'])})"))
         metrics: dict[str, Any] = {}

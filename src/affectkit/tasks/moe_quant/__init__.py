@@ -10,7 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from affectkit.core.task import BenchContext, BenchResult, EvaluateRequest, MetricSpec, TrainRequest
+from dataclasses import dataclass
+
+from affectkit.core.task import (
+    BenchContext,
+    BenchResult,
+    EvaluateRequest,
+    MetricSpec,
+    RecipeTask,
+    TaskVerb,
+    TrainRequest,
+    flag,
+)
 from affectkit.tasks.moe_quant.config import Config, QuantConfig
 
 __all__ = ["TASK", "Config", "QuantConfig", "evaluate_model", "load_quantized", "register_with_transformers"]
@@ -35,11 +46,23 @@ def register_with_transformers() -> None:
     _reg()
 
 
-class MoEQuantTask:
+@dataclass
+class EvaluateOptions:
+    model: Path | None = flag("--model", "A model directory written by `affectkit quantize` (or a float one).")
+
+
+QUANTIZE = TaskVerb("quantize", "affectkit.tasks.moe_quant.cli:app",
+                    "Quantize a Mixtral or Switch MoE model with per-expert bits (moe-quant).")
+
+
+class MoEQuantTask(RecipeTask):
     name = "moe-quant"
     summary = "Expert-wise mixed-precision quantization of Mixtral/Switch MoE (router-norm + MaxVar)"
-    verbs = ("data", "train", "evaluate", "bench", "quantize")
+    verbs = ("data", "train", "evaluate", "bench")
+    commands = (QUANTIZE,)
     Config = Config
+    EvaluateOptions = EvaluateOptions
+    max_steps_key = "steps"
     metrics = (
         MetricSpec("ppl", higher_is_better=False, description="held-out perplexity (bytes)"),
         MetricSpec("loss", higher_is_better=False, description="held-out cross-entropy, nats per byte"),
@@ -51,16 +74,11 @@ class MoEQuantTask:
 
         return make_data(out, seed, quick)
 
-    def run(self, request: TrainRequest) -> dict[str, Any]:
+    def train(self, request: TrainRequest) -> dict[str, Any]:
         """``affectkit train moe-lm --set arch=mixtral|switch [--set init_from=DIR]``."""
-        import dataclasses
-
         from affectkit.tasks.moe_quant.lm import LMConfig, train_lm
 
-        cfg = request.cfg
-        if request.max_steps is not None:
-            cfg = dataclasses.replace(cfg, steps=int(request.max_steps))
-        lm = LMConfig.from_task_config(cfg, request.seed)
+        lm = LMConfig.from_task_config(request.cfg, request.seed)
         out = (request.run.path if request.run is not None else Path("runs") / "moe-quant") / "model"
         out_ = request.output
         with out_.progress(f"training tiny {lm.arch}", total=lm.steps) as bar:
@@ -68,13 +86,13 @@ class MoEQuantTask:
                            data_dir=request.data_dir)
         return {"model_dir": str(out), "metrics": rep["heldout"], "train_seconds": rep["seconds"]}
 
-    def evaluate_command(self, request: EvaluateRequest) -> dict[str, Any]:
+    def evaluate(self, request: EvaluateRequest) -> dict[str, Any]:
         """``affectkit evaluate moe-quant --model DIR``."""
         from affectkit.core.errors import UsageError
 
-        if request.model is None:
+        if request.options.model is None:
             raise UsageError("--model is required for moe-quant", "pass a directory written by `affectkit quantize`")
-        return evaluate_model(request.model)
+        return evaluate_model(request.options.model)
 
     def bench(self, ctx: BenchContext) -> BenchResult:
         from affectkit.tasks.moe_quant.bench import run_bench
@@ -85,7 +103,7 @@ class MoEQuantTask:
 TASK = MoEQuantTask()
 
 
-class MoELMTask:
+class MoELMTask(RecipeTask):
     """``affectkit train moe-lm``: moe-quant's tiny Mixtral / Switch trainer under its own name (the
     embedded models that ``affectkit quantize`` uses when no ``--model`` is given)."""
 
@@ -94,15 +112,13 @@ class MoELMTask:
     verbs = ("data", "train")
     Config = Config
     metrics = MoEQuantTask.metrics
+    max_steps_key = "steps"
 
     def make_data(self, out: Path, seed: int, quick: bool) -> dict[str, Any]:
         return TASK.make_data(out, seed, quick)
 
-    def run(self, request: TrainRequest) -> dict[str, Any]:
-        return TASK.run(request)
-
-    def bench(self, ctx: BenchContext) -> BenchResult:  # not offered: see `affectkit bench moe-quant`
-        return TASK.bench(ctx)
+    def train(self, request: TrainRequest) -> dict[str, Any]:
+        return TASK.train(request)
 
 
 MOE_LM = MoELMTask()

@@ -6,15 +6,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from affectkit.core.task import MetricSpec
+from affectkit.core.task import EvaluateRequest, MetricSpec, RecipeTask, TaskVerb, TrainRequest
 from affectkit.tasks.vc_soup.config import Config
 
 
-class VCSoupTask:
+class VCSoupTask(RecipeTask):
     name = "vc-soup"
     summary = "Value-consistency filtering of preference pairs, per-value DPO policies, weight soups, Pareto front"
     verbs = ("data", "train", "evaluate", "bench")
+    commands = (
+        TaskVerb("filter-prefs", "affectkit.tasks.vc_soup.cli:filter_prefs_app",
+                 "Score, z-normalise and keep value-consistent preference pairs (vc-soup)."),
+        TaskVerb("merge", "affectkit.tasks.vc_soup.cli:merge_app",
+                 "Merge policies linearly (soups), mergekit-compatible (vc-soup)."),
+    )
     Config = Config
+    max_steps_key = "dpo.steps"
     metrics = (
         MetricSpec("hv_ref_policy", True, "hypervolume of the soup front over the reference policy's rewards"),
         MetricSpec("barrier_worst", False, "worst per-value reward barrier along the merge path (LMC)"),
@@ -26,29 +33,24 @@ class VCSoupTask:
 
         return make_benchmark(Path(out), seed, quick)
 
-    def run(self, request: Any) -> dict[str, Any]:
+    def train(self, request: TrainRequest) -> dict[str, Any]:
         """``affectkit train vc-soup``: filter, warm up the reference, one DPO policy per value."""
         from affectkit.tasks.vc_soup.experiment import train_policies
 
-        out = request.run.path if request.run is not None else Path("runs") / "vc-soup"
-        if request.max_steps is not None:
-            request.cfg.dpo.steps = int(request.max_steps)
-        return train_policies(request.cfg, Path(request.data_dir), out, request.seed, request.output, resume=request.resume)
+        return train_policies(request.cfg, Path(request.data_dir), request.run.path, request.seed, request.output,
+                              resume=request.resume)
 
-    def evaluate_command(self, request: Any) -> dict[str, Any]:
+    def evaluate(self, request: EvaluateRequest) -> dict[str, Any]:
         """``affectkit evaluate vc-soup --run RUN``: the soup grid, Pareto set, hypervolume, barrier, PNG."""
-        from affectkit.core.config import load_yaml, merge, resolve
         from affectkit.core.errors import UsageError
-        from affectkit.core.runs import RunDir, atomic_write_json
+        from affectkit.core.runs import atomic_write_json
         from affectkit.tasks.vc_soup.experiment import evaluate_policies
 
-        if request.run is None:
+        run = request.run
+        if run is None:
             raise UsageError("--run is required", "pass the --out of `affectkit train vc-soup`")
-        run = RunDir.existing(request.run)
-        saved = merge(Config(), load_yaml(run.config_path), str(run.config_path))
-        cfg = resolve(Config, request.config_file, request.overrides, base=saved)
         data = request.data_dir or Path(run.meta().get("data_dir", ""))
-        result = evaluate_policies(cfg, Path(data), run.path, run.path)
+        result = evaluate_policies(request.cfg, Path(data), run.path, run.path)
         atomic_write_json(run.path / "soup_eval.json", result)
         return {"run_dir": str(run.path), "metrics": {k: result[k] for k in ("hv_ref_policy", "n_pareto", "barrier_worst") if k in result},
                 **result}

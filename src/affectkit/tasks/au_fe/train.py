@@ -14,11 +14,11 @@ from torch import nn
 from affectkit.components.weight_ema import WeightEMA
 from affectkit.core.errors import DataError, UsageError
 from affectkit.core.task import DataBundle
-from affectkit.tasks.au_fe import datasets as ds
+from affectkit.tasks.au_fe import data as ds
 from affectkit.tasks.au_fe import facs
 from affectkit.tasks.au_fe.clips import AUClipDataset, EvalDataset, FEClipDataset, FrameReader, PairedDataset
 from affectkit.tasks.au_fe.config import AUFEConfig
-from affectkit.tasks.au_fe.losses import LossBalancer, masked_bce, mixup, ramp
+from affectkit.tasks.au_fe.method_losses import LossBalancer, masked_bce, mixup, ramp
 from affectkit.tasks.au_fe.metrics import adaptive_f1, au_fe_metrics
 from affectkit.tasks.au_fe.model import SSM, _vocab
 
