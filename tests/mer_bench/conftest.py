@@ -25,5 +25,5 @@ def bench1(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AFFECTKIT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("AFFECTKIT_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)

@@ -11,7 +11,7 @@ import pytest
 from affectkit.core.errors import DataError, UsageError
 from affectkit.tasks.mer_bench.data import FIELDS, filter_rows, load_bench, load_index
 from affectkit.tasks.mer_bench.judging import allocate_quota, draw_runs
-from affectkit.tasks.mer_bench.nonllm import chrf, edit_ratio, panel_count, rouge_l, ssim, vader_compound
+from affectkit.tasks.mer_bench.metrics import caption_tone, chrf, edit_ratio, panel_count, rouge_l, ssim
 from affectkit.tasks.mer_bench.schema import TARGET_OF
 
 
@@ -121,7 +121,7 @@ def test_ssim_uniform_window_against_brute_force() -> None:
 
 
 def test_panel_count_on_generated_memes(bench4: Path) -> None:
-    from affectkit.tasks.mer_bench.nonllm import load_rgb
+    from affectkit.tasks.mer_bench.metrics import load_rgb
 
     for r in load_index(bench4 / "index_final.json"):
         want = 4 if r["layout_type"] == "MultiPanel_Meme" else 1
@@ -130,5 +130,5 @@ def test_panel_count_on_generated_memes(bench4: Path) -> None:
 
 
 def test_vader_direction() -> None:
-    assert vader_compound("I hate this, terrible day") < 0 < vader_compound("\u201cWhat a great, happy day!\u201d")
-    assert vader_compound("") == 0.0
+    assert caption_tone("I hate this, terrible day") < 0 < caption_tone("\u201cWhat a great, happy day!\u201d")
+    assert caption_tone("") == 0.0

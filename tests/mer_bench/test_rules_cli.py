@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 from affectkit.cli import app
 from affectkit.core.output import Output
 from affectkit.tasks.mer_bench.config import JudgeConfig
+from affectkit.tasks.mer_bench.evaluation import evaluate_judgments
 from affectkit.tasks.mer_bench.judging import judge, read_records
-from affectkit.tasks.mer_bench.scoring import evaluate_judgments
 from affectkit.tasks.mer_bench.synth import EXPECTED_RANKING, make_benchmark
 
 
@@ -84,3 +84,13 @@ def test_cli_errors_exit_2(bench24: Path, tmp_path: Path, args: list[str], needl
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 2, r.output
     assert "Error:" in r.stderr and needle in r.stderr and "Traceback" not in r.output
+
+
+def test_default_cache_is_under_the_affectkit_cache(bench1: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AFFECTKIT_CACHE", str(tmp_path / "root"))
+    s = judge(JudgeConfig(backend="rules"), bench1, None, tmp_path / "run", output=Output(quiet=True))
+    path = tmp_path / "root" / "mer-bench" / "judge.sqlite3"
+    assert path.is_file() and s["ledger"]["calls"] == 1
+    assert json.loads((tmp_path / "run" / "meta.json").read_text())["cache"] == str(path)
+    again = judge(JudgeConfig(backend="rules"), bench1, None, tmp_path / "run2", output=Output(quiet=True))
+    assert again["ledger"]["cache_hits"] == 1 and again["ledger"]["calls"] == 0

@@ -6,18 +6,17 @@ import math
 import numpy as np
 import pytest
 
+from affectkit.tasks.mer_bench.evaluation import evaluate_judgments
 from affectkit.tasks.mer_bench.loopback import valid_judgment
-from affectkit.tasks.mer_bench.scoring import (
+from affectkit.tasks.mer_bench.method import (
     composites,
-    evaluate_judgments,
     extract_metrics,
     geometric,
     harmonic,
-    score_plan,
     soft_and,
-    summarise,
     unit_likert,
 )
+from affectkit.tasks.mer_bench.metrics import score_plan, summarise
 
 
 def test_spec_worked_example() -> None:

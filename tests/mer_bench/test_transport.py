@@ -193,8 +193,9 @@ judge(cfg, sys.argv[2], None, sys.argv[3], resume=sys.argv[4] == "1", output=Out
 """
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_loses_and_duplicates_nothing(bench4: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "AFFECTKIT_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    env = {**os.environ, "AFFECTKIT_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
     out = tmp_path / "run"
     with ScriptedServer(responder=lambda b: Reply(content=json.dumps(valid_judgment())), latency_s=0.15) as server:
         proc = subprocess.Popen([sys.executable, "-c", CHILD, server.base_url, str(bench4), str(out), "0"], env=env)

@@ -2,19 +2,34 @@
 
 Nie et al., "MER-Bench: A Comprehensive Benchmark for Multimodal Meme Reappraisal", arXiv 2603.15020.
 Plain entry points: ``judge(cfg, bench, systems, out)`` and ``evaluate_judgments(dir, ...)``.
+
+Layout: ``method.py`` the paper's scoring formulas (TA, CF, SS, soft-AND Overall); ``metrics.py``
+their aggregation per run and stratum, and the non-LLM metrics; ``baselines.py`` the offline
+``rules`` judge; ``data.py`` the released format; ``synth.py`` the embedded benchmark;
+``judging.py`` the judge run behind ``judge-memes`` (plan, cache, resume, ledger) with its
+backends (``backends.py``, ``transport.py`` openai, ``hf_judge.py``, ``prompts.py``, ``schema.py``,
+``judge_cache.py``); ``evaluation.py`` the evaluate verb (judgments in, tables out);
+``bench.py`` the protocol; ``cli.py`` the ``judge-memes`` verb.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dataclasses import dataclass
-
-from affectkit.core.task import BenchContext, BenchResult, EvaluateRequest, MetricSpec, RecipeTask, TaskVerb, flag
+from affectkit.core.task import (
+    BenchContext,
+    BenchResult,
+    EvaluateRequest,
+    MetricSpec,
+    RecipeTask,
+    TaskVerb,
+    flag,
+)
 from affectkit.tasks.mer_bench.config import Config, EvalConfig, JudgeConfig
+from affectkit.tasks.mer_bench.evaluation import evaluate_judgments
 from affectkit.tasks.mer_bench.judging import judge
-from affectkit.tasks.mer_bench.scoring import evaluate_judgments
 
 __all__ = ["TASK", "Config", "JudgeConfig", "EvalConfig", "judge", "evaluate_judgments"]
 
@@ -40,9 +55,9 @@ class MerBenchTask(RecipeTask):
     )
 
     def make_data(self, out: Path, seed: int, quick: bool) -> dict[str, Any]:
-        from affectkit.tasks.mer_bench.synth import make_benchmark
+        from affectkit.tasks.mer_bench.synth import bench_size, make_benchmark
 
-        return make_benchmark(out, seed=seed, n=16 if quick else 96)
+        return make_benchmark(out, seed=seed, n=bench_size(quick))
 
     def bench(self, ctx: BenchContext) -> BenchResult:
         from affectkit.tasks.mer_bench.bench import run_bench

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from affectkit.tasks.mer_bench.schema import ParseFailure, parse_reply, validate_judgment
 
@@ -45,6 +45,26 @@ class Outcome:
     def from_dict(cls, d: dict[str, Any]) -> Outcome:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         return cls(**known)
+
+
+class JudgeBackend(Protocol):
+    """What the judge run (judging.py) uses of a backend: openai (transport.py), hf (hf_judge.py),
+    rules (baselines.py)."""
+
+    kind: str
+    prices: dict[str, float] | None  # USD per 1M tokens for the ledger's cost, None: no cost
+
+    @property
+    def identity(self) -> str: ...
+
+    def settings(self) -> dict[str, Any]: ...
+
+    def preflight(self) -> None:
+        """Fail fast before the first call (e.g. nothing listens at the server's URL)."""
+
+    async def judge(self, sample: Sample) -> Outcome: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass

@@ -15,10 +15,10 @@ from typing import Any
 from affectkit.core.output import Output
 from affectkit.core.task import BenchContext, BenchResult
 from affectkit.tasks.mer_bench.config import JudgeConfig
+from affectkit.tasks.mer_bench.evaluation import evaluate_judgments
 from affectkit.tasks.mer_bench.judging import judge
 from affectkit.tasks.mer_bench.loopback import Reply, ScriptedServer, valid_judgment
-from affectkit.tasks.mer_bench.scoring import evaluate_judgments
-from affectkit.tasks.mer_bench.synth import EXPECTED_RANKING, make_benchmark
+from affectkit.tasks.mer_bench.synth import EXPECTED_RANKING, bench_size
 
 QUIET = Output(quiet=True)
 
@@ -88,11 +88,11 @@ def transport_table(data: Path, out: Path, n_rows: int, latency_s: float = 0.1,
 
 
 def run_bench(ctx: BenchContext) -> BenchResult:
+    from affectkit.core.cache import embedded_data
     from affectkit.tasks.mer_bench import TASK
 
-    n = 16 if ctx.quick else 96
-    data = ctx.out_dir / "data"
-    make_benchmark(data, seed=ctx.seed, n=n)
+    n = bench_size(ctx.quick)
+    data = embedded_data(TASK, ctx.seed, ctx.quick)
     rows, info = rules_table(data, ctx.out_dir / "rules", ctx.out_dir / "rules_cache.sqlite3")
     ctx.output.log(f"rules judge on {n} memes x 4 systems: Overall order ok={info['ranking_overall_ok']}, "
                    f"affect order ok={info['ranking_affect_ok']}")

@@ -36,7 +36,7 @@ def judge_memes(
     temperature: float | None = key_option("judge.temperature", "--temperature", help="Temperature of the first attempt [0.0]."),
     rationale_first: bool | None = key_option("judge.rationale_first", "--rationale-first/--rationale-last", help="Rationale key first in every block [first]."),
     images_first: bool | None = key_option("judge.images_first", "--images-first/--text-first", help="Images before the rubric [images first]."),
-    cache: str | None = key_option("judge.cache", "--cache", help="SQLite cache file [~/.cache/affectkit/mer_bench_judge.sqlite3]."),
+    cache: str | None = key_option("judge.cache", "--cache", help="SQLite cache file [$AFFECTKIT_CACHE/mer-bench/judge.sqlite3; AFFECTKIT_CACHE defaults to ~/.cache/affectkit]."),
     no_cache: bool = key_option("judge.use_cache", "--no-cache", value=False, help="Neither read nor write the cache."),
     force_refresh: bool = key_option("judge.force_refresh", "--force-refresh", value=True, help="Ignore cached judgments (still store new ones)."),
     index: Path | None = typer.Option(None, "--index", help="Index file [BENCH/index_final.json]."),

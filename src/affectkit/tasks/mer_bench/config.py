@@ -75,7 +75,7 @@ class JudgeConfig:
     rationale_first: bool = help_field(True, "rationale is the first key of every block (else the last)")
     images_first: bool = help_field(True, "images before the rubric text in the user message")
     include_reference: bool = help_field(True, "show the source caption, target caption and instruction to the judge")
-    cache: str = help_field("", "SQLite cache path ('' = $AFFECTKIT_CACHE_DIR or ~/.cache/affectkit, mer_bench_judge.sqlite3)")
+    cache: str = help_field("", "SQLite cache path ('' = mer-bench/judge.sqlite3 under the affectkit cache, $AFFECTKIT_CACHE or ~/.cache/affectkit)")
     use_cache: bool = help_field(True, "read and write the cache")
     force_refresh: bool = help_field(False, "ignore cached judgments (still write new ones)")
     return_cached_errors: bool = help_field(False, "reuse cached failure records too")

@@ -40,6 +40,7 @@ def hf_messages(row: dict[str, str], images_first: bool, include_reference: bool
 
 class HFBackend:
     kind = "hf"
+    prices = None
 
     def __init__(self, cfg: JudgeConfig):
         self.cfg = cfg
@@ -58,7 +59,7 @@ class HFBackend:
         return f"hf:{self.path.resolve()}"
 
     def settings(self) -> dict[str, Any]:
-        from affectkit.tasks.mer_bench.cache import sha256_file
+        from affectkit.tasks.mer_bench.judge_cache import sha256_file
 
         if self._weights_hash is None:  # hashed once per run (a 7B model is several GB)
             self._weights_hash = [sha256_file(w) for w in sorted(self.path.glob("*.safetensors"))]
@@ -128,6 +129,9 @@ class HFBackend:
             if not self.cfg.retry_invalid:
                 break
         return out
+
+    def preflight(self) -> None:
+        pass
 
     async def judge(self, sample: Sample) -> Outcome:
         # one model, one forward at a time: run it off the event loop so progress keeps moving

@@ -25,14 +25,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from affectkit.core.cache import task_cache
 from affectkit.core.config import to_yaml
 from affectkit.core.errors import UsageError
 from affectkit.core.output import Output, get_output
 from affectkit.core.runs import RunDir, atomic_write_json, atomic_write_text
-from affectkit.tasks.mer_bench.backends import Outcome, Sample
-from affectkit.tasks.mer_bench.cache import JudgeCache, cache_key, sha256_file
+from affectkit.tasks.mer_bench.backends import JudgeBackend, Outcome, Sample
 from affectkit.tasks.mer_bench.config import JudgeConfig
 from affectkit.tasks.mer_bench.data import FACTORS, Bench, filter_rows, load_bench
+from affectkit.tasks.mer_bench.judge_cache import JudgeCache, cache_key, sha256_file
 from affectkit.tasks.mer_bench.prompts import SYSTEM_PROMPT, user_text
 from affectkit.tasks.mer_bench.schema import SCHEMA_NAME, judgment_schema, schema_hash
 
@@ -106,9 +107,9 @@ def make_plan(rows: list[dict[str, str]], systems: list[str], cfg: JudgeConfig) 
 # ---- backends and keys -------------------------------------------------------------------------
 
 
-def make_backend(cfg: JudgeConfig, seed: int = 0) -> Any:
+def make_backend(cfg: JudgeConfig, seed: int = 0) -> JudgeBackend:
     if cfg.backend == "rules":
-        from affectkit.tasks.mer_bench.rules import RulesBackend
+        from affectkit.tasks.mer_bench.baselines import RulesBackend
 
         return RulesBackend(cfg)
     if cfg.backend == "openai":
@@ -123,11 +124,11 @@ def make_backend(cfg: JudgeConfig, seed: int = 0) -> Any:
 
 
 def default_cache_path() -> Path:
-    root = os.environ.get("AFFECTKIT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "affectkit")
-    return Path(root) / "mer_bench_judge.sqlite3"
+    """The judge cache under the one affectkit cache root: ``$AFFECTKIT_CACHE/mer-bench/judge.sqlite3``."""
+    return task_cache("mer-bench") / "judge.sqlite3"
 
 
-def sample_key(backend: Any, cfg: JudgeConfig, sample: Sample, hashes: dict[Path, str]) -> str:
+def sample_key(backend: JudgeBackend, cfg: JudgeConfig, sample: Sample, hashes: dict[Path, str]) -> str:
     for p in (sample.src_path, sample.gen_path):
         if p not in hashes:
             hashes[p] = sha256_file(p)
@@ -273,11 +274,11 @@ def judge(
     cfg_yaml = to_yaml(cfg)
     run.write_config(cfg_yaml)
     run.write_meta(cfg.seed, {"judge": backend.identity, "bench": str(b.root), "index": str(b.index_path),
-                              "systems": b.systems, "cache": str(cache.path) if cache else None})
+                              "systems": b.systems, "cache": str(cache.path) if cache is not None else None})
     atomic_write_json(run.path / "pruning.json", rep)
     atomic_write_json(run.path / PLAN, plan)
 
-    prices = getattr(backend, "prices", None)
+    prices = backend.prices
     ledger = Ledger(prices)
     ledger_path = run.path / "ledger.json"
     prior = json.loads(ledger_path.read_text()) if resume and ledger_path.is_file() else None
@@ -328,8 +329,7 @@ def judge(
 
             try:
                 if todo:
-                    if hasattr(backend, "preflight"):
-                        backend.preflight()
+                    backend.preflight()
                     asyncio.run(main())
             finally:
                 backend.close()

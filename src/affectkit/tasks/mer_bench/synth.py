@@ -27,6 +27,12 @@ from affectkit.tasks.mer_bench.data import CAPTIONS_FILE, EDITED, ORIGINAL
 from affectkit.tasks.mer_bench.schema import TARGET_OF
 
 SYSTEMS: tuple[str, ...] = ("full-edit", "caption-only", "identity", "blank")
+
+
+def bench_size(quick: bool) -> int:
+    """Memes in the embedded benchmark of ``data make`` and ``bench`` (``--quick``: fewer)."""
+    return 16 if quick else 96
+
 EXPECTED_RANKING: tuple[str, ...] = SYSTEMS
 
 SITUATIONS = (

@@ -1,4 +1,4 @@
-"""The ``rules`` judge: a deterministic, offline stand-in for the MLLM, built from the non-LLM metrics.
+"""The baseline judge, ``rules``: a deterministic, offline stand-in for the MLLM, built from the non-LLM metrics.
 
 It fills the same six-block schema so the whole pipeline runs without a model, and every record it
 writes names it ``rules``. It is a heuristic: visual emotion comes from a brightness/warmth proxy,
@@ -13,7 +13,7 @@ from typing import Any
 
 from affectkit.tasks.mer_bench.backends import Outcome, Sample
 from affectkit.tasks.mer_bench.config import JudgeConfig, RulesConfig
-from affectkit.tasks.mer_bench.nonllm import chrf, pair_metrics, vader_compound
+from affectkit.tasks.mer_bench.metrics import caption_tone, chrf, pair_metrics
 from affectkit.tasks.mer_bench.schema import validate_judgment
 
 RULES_VERSION = 1
@@ -30,7 +30,7 @@ def _clip01(x: float) -> float:
 
 
 def rules_judgment(m: dict[str, Any], row: dict[str, str], rc: RulesConfig, rationale_first: bool = True) -> dict[str, Any]:
-    """The six blocks computed from one pair's non-LLM metrics ``m`` (see ``nonllm.pair_metrics``)."""
+    """The six blocks computed from one pair's non-LLM metrics ``m`` (see ``metrics.pair_metrics``)."""
     flat = m["gen_contrast"] < rc.flat_contrast
     ratio = m["gen_contrast"] / max(m["src_contrast"], 1e-6)
     qv = 1 if flat else _likert(ratio / rc.quality_ref)
@@ -46,7 +46,7 @@ def rules_judgment(m: dict[str, Any], row: dict[str, str], rc: RulesConfig, rati
         words = len(caption.split())
         qt = _likert(words / 3.0)
         tshift = m["caption_tone_shift"]
-        tone_pos = (vader_compound(caption) + 1.0) / 2.0
+        tone_pos = (caption_tone(caption) + 1.0) / 2.0
         et = _likert(0.5 * tone_pos + 0.5 * chrf(caption, row["pos_txt"]))
         if tshift < rc.tone_min:
             et = min(et, 2)
@@ -85,6 +85,7 @@ def rules_judgment(m: dict[str, Any], row: dict[str, str], rc: RulesConfig, rati
 
 class RulesBackend:
     kind = "rules"
+    prices = None
 
     def __init__(self, cfg: JudgeConfig):
         self.cfg = cfg
@@ -105,6 +106,9 @@ class RulesBackend:
         if errs:  # cannot happen unless the formulas above break; recorded, not raised
             return Outcome(status="failed", error_kind="invalid", errors=errs, attempts=1, parsed=obj)
         return Outcome(status="ok", judgment=obj, attempts=1, attempt_log=[{"attempt": 1, "kind": "ok"}])
+
+    def preflight(self) -> None:
+        pass
 
     async def judge(self, sample: Sample) -> Outcome:
         return self.judge_sync(sample)

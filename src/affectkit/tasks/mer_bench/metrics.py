@@ -1,12 +1,21 @@
-"""Deterministic metrics that need no judge model (spec B9.4).
+"""MER-Bench's metrics: the judge scores aggregated per run and stratum, and the non-LLM metrics.
 
-* caption tone: VADER compound of a caption (``vaderSentiment``, the ``text`` extra);
+Judge scores (``score_plan``): per run, the mean of each per-sample metric (``method.extract_metrics``)
+over the usable judgments of a group (a system in the model view, all systems pooled in the factor
+view), unitised and turned into the composites (``method.composites``); then mean, sample std and
+the reference's order-statistic 95 % interval over runs, with coverage (``n_ok/n_total``, failure
+kinds, missing fields). Failure records are excluded; with ``compat`` the reference's extraction is
+reproduced (zero-fill, and records that parsed and broke only ranges/types are scored).
+
+Deterministic metrics that need no judge model (spec B9.4):
+
+* caption tone: VADER compound of a caption (``affectkit.components.sentiment``, the ``text`` extra);
 * caption fidelity: chrF (character n-grams 1..6, beta 2), ROUGE-L F1 over words and the
   difflib edit ratio between a produced caption and ``pos_txt`` (quote marks stripped first);
 * structure: SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, data range
   255) on grey images resized to a common size, a panel counter from gutter projection profiles,
   a difference hash to flag "no edit";
-* an image valence proxy (brightness and warmth), used only by the ``rules`` judge;
+* an image valence proxy (brightness and warmth), used only by the ``rules`` judge (baselines.py);
 * OCR through pytesseract when it and the tesseract binary are installed (optional).
 """
 
@@ -14,6 +23,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 import re
 from collections import Counter
 from pathlib import Path
@@ -21,7 +31,15 @@ from typing import Any
 
 import numpy as np
 
-from affectkit.core.errors import UsageError
+from affectkit.components.sentiment import vader_compound
+from affectkit.tasks.mer_bench.method import (
+    COLUMNS,
+    COMPOSITES,
+    METRICS,
+    composites,
+    extract_metrics,
+    unitise,
+)
 
 QUOTES = "\"'\u201c\u201d\u2018\u2019\u00ab\u00bb`"
 
@@ -33,27 +51,17 @@ def strip_quotes(text: str) -> str:
 # ---- text --------------------------------------------------------------------------------------
 
 
-@functools.cache
-def _vader() -> Any:
-    try:
-        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-    except ImportError:
-        raise UsageError("caption tone needs the vaderSentiment package",
-                         "pip install 'affectkit[text]' (or pip install vadersentiment)") from None
-    return SentimentIntensityAnalyzer()
-
-
-def vader_compound(text: str) -> float:
-    """VADER compound score in [-1, 1] (0.0 for an empty caption)."""
+def caption_tone(text: str) -> float:
+    """VADER compound score in [-1, 1] of a caption, quote marks stripped (0.0 for an empty caption)."""
     text = strip_quotes(text or "")
     if not text:
         return 0.0
-    return float(_vader().polarity_scores(text)["compound"])
+    return vader_compound([text])[0]
 
 
 def tone_shift(source_caption: str, caption: str) -> float:
     """compound(caption) - compound(source caption); > 0 means the caption moved toward positive."""
-    return vader_compound(caption) - vader_compound(source_caption)
+    return caption_tone(caption) - caption_tone(source_caption)
 
 
 def _char_ngrams(text: str, n: int) -> Counter[str]:
@@ -279,8 +287,147 @@ def pair_metrics(src_path: Path, gen_path: Path, row: dict[str, str], caption: s
     out["panel_match"] = float(out["panels_src"] == out["panels_gen"])
     if caption is not None:
         out["caption"] = caption
-        out["caption_tone"] = vader_compound(caption)
+        out["caption_tone"] = caption_tone(caption)
         out["caption_tone_shift"] = tone_shift(row["text"], caption)
         for k, v in caption_fidelity(caption, row["pos_txt"]).items():
             out[f"caption_{k}"] = v
     return out
+
+
+NONLLM_MEANS: tuple[str, ...] = ("ssim", "panel_match", "dhash_distance", "caption_tone_shift", "caption_chrf",
+                                 "caption_rouge_l", "caption_edit_ratio", "annotation_tone_shift")
+
+
+def nonllm_rows(pairs: list[tuple[str, dict[str, Any]]], systems: list[str]) -> list[dict[str, Any]]:
+    """Mean non-LLM metrics per system from ``(system, pair_metrics(...))`` items, plus the rates of
+    "no edit" (identical hash, SSIM > 0.999) and of pairs with a caption."""
+    acc: dict[str, dict[str, list[float]]] = {}
+    for s, m in pairs:
+        a = acc.setdefault(s, {})
+        for k in NONLLM_MEANS:
+            if k in m and m[k] is not None:
+                a.setdefault(k, []).append(float(m[k]))
+        a.setdefault("no_edit", []).append(float(m["dhash_distance"] == 0 and m["ssim"] > 0.999))
+        a.setdefault("caption_coverage", []).append(float(m.get("caption") is not None))
+    rows = []
+    for s in systems:
+        row: dict[str, Any] = {"system": s, "n": len(acc.get(s, {}).get("ssim", []))}
+        for k, v in acc.get(s, {}).items():
+            row[k] = round(float(np.mean(v)), 4)
+        rows.append(row)
+    return rows
+
+
+# ---- judge scores ------------------------------------------------------------------------------
+
+
+def _mean(xs: list[float]) -> float:
+    return float(np.mean(xs)) if xs else float("nan")
+
+
+def summarise(values: list[float]) -> dict[str, float]:
+    """Mean, sample std (ddof 1; 0 for one run) and the reference's order-statistic 95 % interval."""
+    xs = [v for v in values if not math.isnan(v)]
+    if not xs:
+        return {"mean": float("nan"), "std": float("nan"), "ci95": [float("nan"), float("nan")], "runs": 0}
+    ys = sorted(xs)
+    return {
+        "mean": float(np.mean(xs)),
+        "std": float(np.std(xs, ddof=1)) if len(xs) > 1 else 0.0,
+        "ci95": [ys[int(0.025 * (len(ys) - 1))], ys[int(0.975 * (len(ys) - 1))]],
+        "runs": len(xs),
+    }
+
+
+def _run_scores(items: list[dict[str, float | None]], alpha: float, soft_floor: float, gm_floor: float) -> dict[str, float]:
+    means = {k: _mean([x[k] for x in items if x[k] is not None]) for k in METRICS}
+    if any(math.isnan(v) for v in means.values()):
+        return {**{k: float("nan") for k in METRICS}, **{k: float("nan") for k in COMPOSITES}, "Overall_product": float("nan"),
+                **{f"raw_{k}": v for k, v in means.items()}}
+    unit = unitise(means)
+    return {**unit, **composites(unit, alpha, soft_floor, gm_floor), **{f"raw_{k}": v for k, v in means.items()}}
+
+
+def _usable(rec: dict[str, Any], compat: bool) -> dict[str, Any] | None:
+    if rec["status"] == "ok" and isinstance(rec.get("judgment"), dict):
+        return rec["judgment"]
+    if compat and isinstance(rec.get("parsed"), dict):
+        codes = {e.get("code") for e in rec.get("errors", [])}
+        if "other_emotion" not in codes:
+            return rec["parsed"]
+    return None
+
+
+def score_plan(plan: dict[str, Any], records: dict[tuple[str, str], dict[str, Any]], *, compat: bool = False,
+               alpha: float = 3.0, soft_floor: float = 1e-3, gm_floor: float = 1e-12) -> dict[str, Any]:
+    """Per stratum: per-run scores (by system in the model view, pooled in the factor view) and summaries."""
+    view = plan["view"]
+    systems = plan["systems"]
+    strata_out = {}
+    for stratum in plan["strata"]:
+        groups = systems if view == "model" else ["pooled"]
+        per_run: dict[str, list[dict[str, float]]] = {g: [] for g in groups}
+        coverage: dict[str, dict[str, Any]] = {g: {"n_ok": 0, "n_total": 0, "failure_kinds": {},
+                                                   "missing": {k: 0 for k in METRICS}} for g in groups}
+        counted: set[tuple[str, str, str]] = set()
+        for run in stratum["runs"]:
+            items: dict[str, list[dict[str, float | None]]] = {g: [] for g in groups}
+            for rid, system in run:
+                g = system if view == "model" else "pooled"
+                rec = records.get((rid, system))
+                first = (g, rid, system) not in counted
+                counted.add((g, rid, system))
+                cov = coverage[g]
+                if first:
+                    cov["n_total"] += 1
+                if rec is None:
+                    if first:
+                        cov["failure_kinds"]["not_judged"] = cov["failure_kinds"].get("not_judged", 0) + 1
+                    continue
+                judgment = _usable(rec, compat)
+                if judgment is None:
+                    if first:
+                        kind = rec.get("error_kind") or "unknown"
+                        cov["failure_kinds"][kind] = cov["failure_kinds"].get(kind, 0) + 1
+                    continue
+                if first:
+                    cov["n_ok"] += 1
+                m = extract_metrics(judgment, rec["tgt_emo"], zero_fill=compat)
+                if first:
+                    for k, v in m.items():
+                        cov["missing"][k] += v is None
+                items[g].append(m)
+            for g in groups:
+                per_run[g].append(_run_scores(items[g], alpha, soft_floor, gm_floor))
+        summary = {}
+        for g in groups:
+            keys = list(per_run[g][0]) if per_run[g] else []
+            summary[g] = {k: summarise([r[k] for r in per_run[g]]) for k in keys}
+            summary[g]["coverage"] = coverage[g]
+        strata_out[stratum["name"]] = {"filters": stratum["filters"], "n_rows": stratum.get("n_rows"),
+                                       "groups": summary, "per_run": per_run}
+    return {"view": view, "systems": systems, "runs": plan["runs"], "sample": plan["sample"], "seed": plan["seed"],
+            "strata": strata_out}
+
+
+def _fmt(s: dict[str, float]) -> str:
+    if math.isnan(s["mean"]):
+        return "n/a"
+    return f"{100 * s['mean']:.2f}±{100 * s['std']:.2f}"
+
+
+def table_rows(scored: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per system (model view) or per stratum (factor view), numbers in percent."""
+    rows = []
+    for sname, st in scored["strata"].items():
+        for g, summ in st["groups"].items():
+            label = g if scored["view"] == "model" else sname
+            cov = summ["coverage"]
+            row: dict[str, Any] = {"system" if scored["view"] == "model" else "stratum": label}
+            if scored["view"] == "model" and len(scored["strata"]) > 1:
+                row["stratum"] = sname
+            for c in COLUMNS:
+                row[c] = _fmt(summ[c]) if c in summ else "n/a"
+            row["n_ok/n_total"] = f"{cov['n_ok']}/{cov['n_total']}"
+            rows.append(row)
+    return rows
