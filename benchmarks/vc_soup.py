@@ -45,8 +45,8 @@ def make_pairs(path: Path, n: int, seed: int = 0) -> None:
 
 def bench_filter(tmp: Path, n: int) -> dict:
     from affectkit.core.output import Output, set_output
+    from affectkit.tasks.vc_soup.data import dumps_row, read_rows, to_canonical
     from affectkit.tasks.vc_soup.filtering import FilterSpec, filter_prefs
-    from affectkit.tasks.vc_soup.prefdata import dumps_row, read_rows, to_canonical
 
     set_output(Output(quiet=True))
     src = tmp / "pairs.jsonl"
@@ -111,7 +111,7 @@ def bench_merge(tmp: Path, n_params: int) -> dict:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from affectkit.tasks.vc_soup.merging import merge_models, save_merged
+    from affectkit.tasks.vc_soup.merge_io import merge_models, save_merged
 
     g = torch.Generator().manual_seed(0)
     side = 1024

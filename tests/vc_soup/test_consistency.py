@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from affectkit.tasks.vc_soup.consistency import keep_mask, score_gaps, value_consistency, zscore_pooled
+from affectkit.tasks.vc_soup.method_consistency import keep_mask, score_gaps, value_consistency, zscore_pooled
 
 
 def test_pooled_zscore_worked_example():

@@ -10,8 +10,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from affectkit.tasks.vc_soup.config import Config  # noqa: E402
-from affectkit.tasks.vc_soup.experiment import evaluate_policies, load_setting, select_pairs, train_policies  # noqa: E402
+from affectkit.tasks.vc_soup.data import load_setting  # noqa: E402
+from affectkit.tasks.vc_soup.soup_eval import evaluate_policies  # noqa: E402
 from affectkit.tasks.vc_soup.synth import SynthConfig, make_setting  # noqa: E402
+from affectkit.tasks.vc_soup.train import select_pairs, train_policies  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +109,7 @@ def test_train_evaluate_and_merge(setting_dir, tmp_path, cli):
 
 def test_recipes_resolve():
     from affectkit.core.config import resolve
-    from affectkit.tasks.vc_soup.merging import read_mergekit_yaml
+    from affectkit.tasks.vc_soup.merge_io import read_mergekit_yaml
 
     root = Path(__file__).resolve().parents[2] / "commands"
     resolve(Config, root / "train" / "vc-soup.yaml")
@@ -135,3 +137,23 @@ def test_train_resume_skips_finished_policies(setting_dir, tmp_path):
     again = train_policies(cfg, setting_dir, tmp_path / "run", seed=0, resume=True)
     assert pos.read_bytes() == before and rel.is_file()
     assert again["values"]["relevance"]["loss_last"] == pytest.approx(first["values"]["relevance"]["loss_last"], rel=1e-5)
+
+
+def test_cli_train_max_steps_then_evaluate(setting_dir, tmp_path):
+    """``train vc-soup --max-steps N`` is ``dpo.steps: N``: in config.yaml and in the steps each policy
+    ran; ``evaluate vc-soup --run`` then scores the run's soup grid."""
+    from affectkit.core.config import load_yaml
+    from tests.cli.helpers import invoke, json_lines
+
+    run = tmp_path / "run"
+    res = invoke("--json", "train", "vc-soup", "--data", str(setting_dir), "--out", str(run), "--max-steps", "3",
+                 "--set", "sft.steps=0", "--set", "dpo.trainer=native", "--set", "dpo.batch_size=8", "--set", "policy.n_embd=16")
+    assert res.exit_code == 0, res.stderr
+    assert load_yaml(run / "config.yaml")["dpo"]["steps"] == 3
+    result = json_lines(res.stdout)[-1]
+    assert [result["values"][v]["steps"] for v in Config().values] == [3, 3]
+    res = invoke("--json", "evaluate", "vc-soup", "--run", str(run))
+    assert res.exit_code == 0, res.stderr
+    ev = json_lines(res.stdout)[-1]
+    assert set(ev["metrics"]) == {"hv_ref_policy", "n_pareto", "barrier_worst"} and len(ev["grid"]) == 11
+    assert (run / "soup_eval.json").is_file() and (run / "front.png").is_file()

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 from affectkit.core.errors import DataError, UsageError
+from affectkit.tasks.vc_soup.data import read_rows, split_hh, to_canonical
 from affectkit.tasks.vc_soup.filtering import FilterSpec, filter_prefs
-from affectkit.tasks.vc_soup.prefdata import read_rows, split_hh, to_canonical
-
 
 
 def _rows():
@@ -226,7 +225,7 @@ def test_hf_seqcls_backend_and_cache(tmp_path):
     torch = pytest.importorskip("torch")
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
-    from affectkit.tasks.vc_soup.policy import build_tokenizer
+    from affectkit.tasks.vc_soup.model import build_tokenizer
     from affectkit.tasks.vc_soup.rewards import make_scorer
 
     tok = build_tokenizer(["tell", "me", "good", "bad", "a", "b"])

@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from affectkit.core.errors import DataError, UsageError
-from affectkit.tasks.vc_soup.merging import merge_models, mergekit_yaml, read_mergekit_yaml, save_merged
+from affectkit.tasks.vc_soup.merge_io import merge_models, mergekit_yaml, read_mergekit_yaml, save_merged
 
 
 def _model(d, tensors):

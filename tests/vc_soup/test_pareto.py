@@ -3,7 +3,8 @@ import itertools
 import numpy as np
 import pytest
 
-from affectkit.tasks.vc_soup.pareto import GRID_3, hypervolume, lmc_barrier, pareto_mask, weight_grid
+from affectkit.tasks.vc_soup.method_pareto import GRID_3, pareto_mask, weight_grid
+from affectkit.tasks.vc_soup.metrics import hypervolume, lmc_barrier
 
 
 def test_spec_example_front_and_hv():

@@ -3,14 +3,9 @@ import math
 import pytest
 import torch
 
-from affectkit.tasks.vc_soup.policy import (
-    build_policy,
-    build_tokenizer,
-    dpo_loss,
-    encode_pairs,
-    sequence_logprob,
-    train_dpo_native,
-)
+from affectkit.tasks.vc_soup.method_dpo import dpo_loss
+from affectkit.tasks.vc_soup.model import build_policy, build_tokenizer, encode_pairs, sequence_logprob
+from affectkit.tasks.vc_soup.train import train_dpo_native
 
 
 def _setup():
@@ -65,7 +60,7 @@ def test_trl_dpo_trainer_cpu(tmp_path):
     pytest.importorskip("trl")
     import copy
 
-    from affectkit.tasks.vc_soup.policy import train_dpo_trl
+    from affectkit.tasks.vc_soup.train import train_dpo_trl
 
     tok, ref = _setup()
     rows = [{"prompt": "tell me", "chosen": "good a", "rejected": "bad a"}] * 16

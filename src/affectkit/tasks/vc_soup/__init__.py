@@ -22,6 +22,7 @@ class VCSoupTask(RecipeTask):
     )
     Config = Config
     max_steps_key = "dpo.steps"
+    data_version = 1  # bump when synth.py's output changes (the cache keys the embedded data by it)
     metrics = (
         MetricSpec("hv_ref_policy", True, "hypervolume of the soup front over the reference policy's rewards"),
         MetricSpec("barrier_worst", False, "worst per-value reward barrier along the merge path (LMC)"),
@@ -35,7 +36,7 @@ class VCSoupTask(RecipeTask):
 
     def train(self, request: TrainRequest) -> dict[str, Any]:
         """``affectkit train vc-soup``: filter, warm up the reference, one DPO policy per value."""
-        from affectkit.tasks.vc_soup.experiment import train_policies
+        from affectkit.tasks.vc_soup.train import train_policies
 
         return train_policies(request.cfg, Path(request.data_dir), request.run.path, request.seed, request.output,
                               resume=request.resume)
@@ -44,7 +45,7 @@ class VCSoupTask(RecipeTask):
         """``affectkit evaluate vc-soup --run RUN``: the soup grid, Pareto set, hypervolume, barrier, PNG."""
         from affectkit.core.errors import UsageError
         from affectkit.core.runs import atomic_write_json
-        from affectkit.tasks.vc_soup.experiment import evaluate_policies
+        from affectkit.tasks.vc_soup.soup_eval import evaluate_policies
 
         run = request.run
         if run is None:

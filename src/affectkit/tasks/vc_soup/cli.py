@@ -9,8 +9,12 @@ from pathlib import Path
 import typer
 
 from affectkit.cli._app import new_app
+from affectkit.cli._common import key_option, with_config
 from affectkit.core.errors import UsageError
 from affectkit.core.output import get_output
+from affectkit.tasks.vc_soup.config import Config
+
+DEFAULT_VALUES = ("helpful", "harmless")  # filter-prefs's values without --values or a recipe
 
 
 def _pairs(items: list[str], flag: str) -> dict[str, str]:
@@ -23,17 +27,28 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
     return out
 
 
+def _names(text: str) -> list[str] | None:
+    """``--values a,b``; an empty list leaves the key as the recipe (or the default) has it."""
+    return [v.strip() for v in text.split(",") if v.strip()] or None
+
+
+def _listed(items: list[str]) -> list[str] | None:
+    """A repeatable flag given zero times leaves the key as the recipe has it."""
+    return list(items) or None
+
+
 filter_prefs_app = new_app("Value-consistency filtering of preference pairs (vc-soup).")
 
 
 @filter_prefs_app.command("filter-prefs")
+@with_config(Config)
 def filter_prefs_cmd(
     source: str = typer.Argument(..., metavar="IN", help="JSONL/JSON(.gz), parquet, an HF dataset directory, or - for stdin."),
-    values: str | None = typer.Option(None, "--values", help="Comma-separated value names, one reward model each [default: helpful,harmless, or the recipe's]."),
+    values: str | None = key_option("values", "--values", parse=_names, help="Comma-separated value names, one reward model each [default: helpful,harmless, or the recipe's]."),
     reward: list[str] = typer.Option([], "--reward", help="VALUE=BACKEND (repeatable): precomputed, precomputed:COL_C,COL_R, vader, minilm-relevance, brevity[:N], profanity, hf-seqcls:PATH, python:MOD:FN."),
-    cost_model: list[str] = typer.Option([], "--cost-model", help="Value whose reward model is a cost (lower is better); its scores are negated first (repeatable)."),
-    threshold: float | None = typer.Option(None, "--threshold", help="Keep pairs with consistency >= T (inclusive; default 0.0)."),
-    keep_ratio: float | None = typer.Option(None, "--keep-ratio", help="Keep the top ceil(Q*N) pairs by consistency per value dataset (ties: input order)."),
+    cost_model: list[str] | None = key_option("cost_models", "--cost-model", parse=_listed, help="Value whose reward model is a cost (lower is better); its scores are negated first (repeatable)."),
+    threshold: float | None = key_option("threshold", "--threshold", help="Keep pairs with consistency >= T (inclusive; default 0.0)."),
+    keep_ratio: float | None = key_option("keep_ratio", "--keep-ratio", help="Keep the top ceil(Q*N) pairs by consistency per value dataset (ties: input order)."),
     out: str = typer.Option("-", "--out", "-o", help="Output JSONL (default: stdout)."),
     stats: Path | None = typer.Option(None, "--stats", help="Write the statistics JSON here."),
     fmt: str = typer.Option("auto", "--format", help="Input format: auto, canonical, hh-rlhf, pku-saferlhf, ultrafeedback, helpsteer2, summarize-feedback."),
@@ -46,31 +61,25 @@ def filter_prefs_cmd(
     cache: Path | None = typer.Option(None, "--cache", help="JSONL file caching backend scores by text hash (one file per value)."),
     device: str = typer.Option("cpu", "--device", help="Device for model backends."),
     config: Path | None = typer.Option(None, "--config", help="A vc-soup recipe (values, rewards, cost_models, threshold, keep_ratio); flags win."),
+    *,
+    cfg: Config,
 ) -> None:
     """Score, z-normalise and keep value-consistent preference pairs."""
     from affectkit.core.runs import atomic_save, atomic_write_json
+    from affectkit.tasks.vc_soup.data import dumps_row, read_rows, to_canonical
     from affectkit.tasks.vc_soup.filtering import FilterSpec, filter_prefs
-    from affectkit.tasks.vc_soup.prefdata import dumps_row, read_rows, to_canonical
 
     output = get_output()
-    rewards = _pairs(reward, "--reward")
-    costs = tuple(cost_model)
-    if config is not None:
-        from affectkit.core.config import resolve
-        from affectkit.tasks.vc_soup.config import Config
-
-        cfg = resolve(Config, config)
-        values = values or ",".join(cfg.values)
-        rewards = {**cfg.rewards, **rewards}
-        costs = costs or tuple(cfg.cost_models)
-        if threshold is None and keep_ratio is None:
-            if cfg.keep_ratio > 0:
-                keep_ratio = cfg.keep_ratio
-            else:
-                threshold = cfg.threshold
-    vals = tuple(v.strip() for v in (values or "helpful,harmless").split(",") if v.strip())
+    # cfg: the recipe (--config) with the flags on top; --reward adds to the recipe's rewards
+    rewards = {**cfg.rewards, **_pairs(reward, "--reward")}
+    vals = tuple(cfg.values) if (config is not None or _names(values or "")) else DEFAULT_VALUES
+    if threshold is None and keep_ratio is None:  # neither flag: the recipe's rule (default: c >= 0.0)
+        if cfg.keep_ratio > 0:
+            keep_ratio = cfg.keep_ratio
+        else:
+            threshold = cfg.threshold
     spec = FilterSpec(
-        values=vals, rewards=rewards, cost_models=costs,
+        values=vals, rewards=rewards, cost_models=tuple(cfg.cost_models),
         threshold=threshold, keep_ratio=keep_ratio, template=template, keep_all=keep_all,
         strict=strict, device=device, cache=cache,
     )
@@ -134,7 +143,7 @@ def merge_cmd(
 
     from affectkit.core.config import load_yaml
     from affectkit.core.runs import atomic_write_text
-    from affectkit.tasks.vc_soup.merging import (
+    from affectkit.tasks.vc_soup.merge_io import (
         merge_models,
         mergekit_yaml,
         read_mergekit_yaml,
@@ -146,7 +155,6 @@ def merge_cmd(
     base_model = str(base) if base else None
     if config is not None and "merge_method" not in load_yaml(config):
         from affectkit.core.config import resolve
-        from affectkit.tasks.vc_soup.config import Config
 
         space = space or resolve(Config, config).merge_space
         config = None

@@ -1,12 +1,15 @@
-"""Preference data as released: readers (JSONL, parquet, HF dataset directories, stdin) and importers
-from HH-RLHF, PKU-SafeRLHF, UltraFeedback (fine-grained), HelpSteer2 and summarize_from_feedback
-to the canonical record
+"""Preference data as released, and the training directories ``train``/``evaluate`` read.
+
+Readers (JSONL, parquet, HF dataset directories, stdin) and importers from HH-RLHF, PKU-SafeRLHF,
+UltraFeedback (fine-grained), HelpSteer2 and summarize_from_feedback to the canonical record
 
     {"id", "prompt", "chosen", "rejected", "value"}
 
-Rows are plain dicts in file order, so the output of ``filter-prefs`` is deterministic.
+Rows are plain dicts in file order, so the output of ``filter-prefs`` is deterministic. A training
+directory (the embedded benchmark's layout) holds one ``{value}_train.jsonl`` per value, and
+optionally ``sft.jsonl``, ``eval_prompts.jsonl`` and ``truth.json``; it may sit in one
+sub-directory per setting.
 """
-
 from __future__ import annotations
 
 import gzip
@@ -124,6 +127,35 @@ def _read_rows(source: str | Path, split: str | None = None) -> list[dict[str, A
     if p.suffix == ".parquet":
         return _read_parquet(p)
     return _read_json_file(p)
+
+
+# ---- training directories ------------------------------------------------------------------------
+
+
+def setting_dir(data_dir: Path, cfg: Any) -> Path:
+    """``data_dir`` itself, or its ``cfg.setting`` sub-directory when it holds several settings."""
+    d = Path(data_dir)
+    if not (d / f"{cfg.values[0]}_train.jsonl").is_file() and (d / cfg.setting).is_dir():
+        return d / cfg.setting
+    return d
+
+
+def load_setting(data_dir: Path, values: list[str]) -> dict[str, Any]:
+    """The pairs of each value, the SFT examples, the held-out prompts and the ground truth of a
+    training directory (the last three empty when absent)."""
+    d = Path(data_dir)
+    if not d.is_dir():
+        raise DataError(d, "data directory not found", "make one with `affectkit data make vc-soup --out DIR`")
+    rows = {}
+    for v in values:
+        f = d / f"{v}_train.jsonl"
+        if not f.is_file():
+            raise DataError(f, f"no training pairs for value {v!r}", f"expected {v}_train.jsonl (canonical prompt/chosen/rejected JSONL)")
+        rows[v] = read_rows(f)
+    sft = read_rows(d / "sft.jsonl") if (d / "sft.jsonl").is_file() else []
+    evals = read_rows(d / "eval_prompts.jsonl") if (d / "eval_prompts.jsonl").is_file() else []
+    truth = json.loads((d / "truth.json").read_text()) if (d / "truth.json").is_file() else {}
+    return {"rows": rows, "sft": sft, "evals": evals, "truth": truth, "dir": d}
 
 
 # ---- importers ---------------------------------------------------------------------------------

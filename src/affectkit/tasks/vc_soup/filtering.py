@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from affectkit.core.errors import DataError, UsageError
-from affectkit.tasks.vc_soup.consistency import consistency_stats, keep_mask, score_gaps
+from affectkit.tasks.vc_soup.method_consistency import consistency_stats, keep_mask, score_gaps
 from affectkit.tasks.vc_soup.rewards import Scorer, make_scorer, parse_number
 
 

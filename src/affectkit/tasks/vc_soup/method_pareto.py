@@ -1,12 +1,10 @@
-"""Pareto fronts over per-value mean rewards, hypervolume, weight grids, and the LMC barrier.
+"""The soups' weight grid and the Pareto filter over per-value mean rewards.
 
 All objectives are maximised. A point is dominated when another is >= in every objective and >
 in at least one; equal points do not dominate each other (ties are kept).
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -53,57 +51,3 @@ def pareto_mask(points: np.ndarray) -> np.ndarray:
         if np.any(ge & gt):
             keep[i] = False
     return keep
-
-
-def hypervolume(points: np.ndarray, ref: Sequence[float]) -> float:
-    """Volume dominated by ``points`` and bounded below by ``ref`` (maximisation), exact.
-
-    2-D: sweep by objective 1 descending; K > 2: slicing along the last objective (fine for the
-    tens of points a weight grid gives).
-    """
-    p = np.asarray(points, dtype=np.float64).reshape(-1, len(ref))
-    r = np.asarray(ref, dtype=np.float64)
-    p = p[np.all(p > r, axis=1)]
-    if p.size == 0:
-        return 0.0
-    p = p[pareto_mask(p)]
-    return float(_hv(p - r))
-
-
-def _hv(p: np.ndarray) -> float:
-    """Hypervolume of points (all > 0) against the origin."""
-    k = p.shape[1]
-    if p.shape[0] == 0:
-        return 0.0
-    if k == 1:
-        return float(p[:, 0].max())
-    if k == 2:
-        order = np.argsort(-p[:, 0], kind="stable")
-        hv, best_y = 0.0, 0.0
-        for x, y in p[order]:
-            if y > best_y:
-                hv += x * (y - best_y)
-                best_y = y
-        return hv
-    levels = np.unique(p[:, -1])
-    hv, prev = 0.0, 0.0
-    # slab between consecutive levels of the last objective: points with last >= level count
-    for level in levels:
-        above = p[p[:, -1] >= level]
-        hv += (level - prev) * _hv(above[:, :-1])
-        prev = level
-    return hv
-
-
-def lmc_barrier(values: Sequence[float], lambdas: Sequence[float] | None = None, higher_is_better: bool = True) -> float:
-    """Largest drop below the straight line between the endpoints along an interpolation path.
-
-    For a loss L: max_l [L(l) - ((1-l) L(0) + l L(1))]; for a reward the negated form. ``values`` are
-    ordered by lambda from 0 to 1. Returns 0 or more (a path above the line has no barrier).
-    """
-    v = np.asarray(values, dtype=np.float64)
-    lam = np.linspace(0.0, 1.0, v.size) if lambdas is None else np.asarray(lambdas, dtype=np.float64)
-    if higher_is_better:
-        v = -v
-    line = (1 - lam) * v[0] + lam * v[-1]
-    return float(max(0.0, np.max(v - line)))

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from affectkit.components.hf import local_model_dir
 from affectkit.core.errors import DataError, UsageError
 
 BACKENDS = ("precomputed", "vader", "minilm-relevance", "brevity", "profanity", "hf-seqcls", "python")
@@ -132,8 +133,7 @@ def hf_seqcls_fn(path: str, template: str, device: str = "cpu", max_length: int 
     p = Path(path)
     if not p.exists():
         raise DataError(p, "reward model path not found", "hf-seqcls takes a local directory saved with save_pretrained")
-    if not (p / "config.json").is_file():
-        raise DataError(p, "not a model directory (no config.json)")
+    local_model_dir(p, "model directory", "hf-seqcls takes a local directory saved with save_pretrained")
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
