@@ -63,10 +63,11 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from affectkit.tasks.moe_quant import allocate as alloc
-    from affectkit.tasks.moe_quant import scores as sc
-    from affectkit.tasks.moe_quant.modules import QuantLinear
-    from affectkit.tasks.moe_quant.quantizers import gptq_quantize, rtn_quantize
+    from affectkit.tasks.moe_quant import method_allocate as alloc
+    from affectkit.tasks.moe_quant import method_scores as sc
+    from affectkit.tasks.moe_quant.baselines import rtn_quantize
+    from affectkit.tasks.moe_quant.method_gptq import gptq_quantize
+    from affectkit.tasks.moe_quant.packed_modules import QuantLinear
 
     d, f, E = 4096 // args.shrink, 14336 // args.shrink, args.experts
     levels = [int(x) for x in args.levels.split(",")]

@@ -69,6 +69,19 @@ def test_mixtral_train_quantize_evaluate(tmp_path):
     assert res.exit_code == 2 and "--overwrite" in _err(res)
 
 
+def test_train_moe_lm_max_steps_sets_steps(tmp_path):
+    """`train moe-lm --max-steps N` sets the trainer's `steps` key: saved in config.yaml, and run."""
+    import yaml
+
+    run = tmp_path / "R"
+    res = invoke("--json", "train", "moe-lm", "--max-steps", "2", "--set", "seq_len=32", "--set", "batch_size=2",
+                 "--set", "hidden_size=32", "--set", "intermediate_size=32", "--out", str(run))
+    assert res.exit_code == 0, _err(res)
+    assert yaml.safe_load((run / "config.yaml").read_text())["steps"] == 2
+    report = json.loads((run / "model" / "train_report.json").read_text())
+    assert report["config"]["steps"] == 2
+
+
 def test_switch_quantize_rtn_uniform(tmp_path):
     run = tmp_path / "run"
     res = invoke("--json", "train", "moe-quant", "--set", "arch=switch", "--set", "steps=6", "--out", str(run))

@@ -4,10 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from affectkit.tasks.moe_quant import allocate as alloc
-from affectkit.tasks.moe_quant import scores as sc
+from affectkit.tasks.moe_quant import baselines as bl
+from affectkit.tasks.moe_quant import method_allocate as alloc
+from affectkit.tasks.moe_quant import method_scores as sc
+from affectkit.tasks.moe_quant.baselines import rtn_quantize
+from affectkit.tasks.moe_quant.method_gptq import gptq_quantize
 from affectkit.tasks.moe_quant.packing import pack_bits, packed_nbytes, unpack_bits
-from affectkit.tasks.moe_quant.quantizers import dequantize, gptq_quantize, rtn_quantize
+from affectkit.tasks.moe_quant.quant_grid import dequantize
 
 # (n_high, n_mid, n_low) from the spec's table (section 1.3)
 TABLE = {
@@ -100,10 +103,10 @@ def test_combined_order_moves_to_first_qualifying_position():
 
 def test_other_orders():
     counts = np.array([5, 50, 0, 7])
-    assert sc.frequency_order(counts) == [1, 3, 0, 2]
-    assert sc.sensitivity_order(np.array([0.1, -0.2, 0.4, 0.0])) == [2, 0, 3, 1]
+    assert bl.frequency_order(counts) == [1, 3, 0, 2]
+    assert bl.sensitivity_order(np.array([0.1, -0.2, 0.4, 0.0])) == [2, 0, 3, 1]
     assert sc.variance_order(np.array([3.0, 1.0, 2.0])) == [1, 2, 0]
-    r = sc.random_order(8, np.random.default_rng(0))
+    r = bl.random_order(8, np.random.default_rng(0))
     assert sorted(r) == list(range(8))
 
 
@@ -205,7 +208,7 @@ def test_pack_layout_is_the_documented_bitstream(bits):
 
 
 def test_smallest_router_change_gets_the_top_level():
-    from affectkit.tasks.moe_quant.method import allocate_from_orders
+    from affectkit.tasks.moe_quant.method_allocate import allocate_from_orders
 
     lam = np.array([0.9, 0.1, 0.5, 0.7, 0.3, 0.8, 0.2, 0.6])
     orders = {"layer": sc.router_order(lam)}

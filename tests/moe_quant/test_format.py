@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from affectkit.tasks.moe_quant.config import QuantConfig
-from affectkit.tasks.moe_quant.fmt import load_quantized, register_with_transformers, save_quantized
-from affectkit.tasks.moe_quant.lm import forward
-from affectkit.tasks.moe_quant.pipeline import packed_tensor_census
-from affectkit.tasks.moe_quant.run import quantize_in_memory
+from affectkit.tasks.moe_quant.hf_format import load_quantized, register_with_transformers, save_quantized
+from affectkit.tasks.moe_quant.model import forward
+from affectkit.tasks.moe_quant.quantize import quantize_in_memory
+from affectkit.tasks.moe_quant.quantize_pass import packed_tensor_census
 from conftest import lm_batches, s2s_batches, tiny_mixtral, tiny_switch
 
 
@@ -94,8 +94,9 @@ def test_external_model_with_its_own_tokenizer(tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import MixtralConfig, MixtralForCausalLM, PreTrainedTokenizerFast
 
-    from affectkit.tasks.moe_quant.lm import pydoc_bytes
-    from affectkit.tasks.moe_quant.run import evaluate_model, run_quantize
+    from affectkit.tasks.moe_quant.metrics import evaluate_model
+    from affectkit.tasks.moe_quant.quantize import run_quantize
+    from affectkit.tasks.moe_quant.synth import pydoc_bytes
 
     tok = Tokenizer(models.BPE(unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()

@@ -5,12 +5,14 @@ import copy
 import pytest
 import torch
 
-from affectkit.tasks.moe_quant.adapters import moe_layers
-from affectkit.tasks.moe_quant.lm import forward
-from affectkit.tasks.moe_quant.method import allocate_from_orders, expert_scores, layer_orders
-from affectkit.tasks.moe_quant.modules import MixedBitExperts, QuantLinear, to_legacy_layout
-from affectkit.tasks.moe_quant.pipeline import QuantOptions, packed_tensor_census, quantize_model
-from affectkit.tasks.moe_quant.quantizers import rtn_quantize
+from affectkit.tasks.moe_quant.baselines import rtn_quantize
+from affectkit.tasks.moe_quant.method_allocate import allocate_from_orders
+from affectkit.tasks.moe_quant.method_scores import expert_scores
+from affectkit.tasks.moe_quant.model import forward
+from affectkit.tasks.moe_quant.moe_layers import moe_layers
+from affectkit.tasks.moe_quant.packed_modules import MixedBitExperts, QuantLinear, to_legacy_layout
+from affectkit.tasks.moe_quant.quantize import layer_orders
+from affectkit.tasks.moe_quant.quantize_pass import QuantOptions, packed_tensor_census, quantize_model
 from conftest import lm_batches, s2s_batches, tiny_mixtral, tiny_switch
 
 
@@ -161,8 +163,8 @@ def test_attention_bits_and_router_flag():
                                           ("random", "paper"), ("inverted", "paper"), ("variance", "paper")])
 def test_calibration_orders_and_policies(order, policy):
     from affectkit.tasks.moe_quant.config import QuantConfig
-    from affectkit.tasks.moe_quant.pipeline import count_routed_tokens
-    from affectkit.tasks.moe_quant.run import quantize_in_memory
+    from affectkit.tasks.moe_quant.quantize import quantize_in_memory
+    from affectkit.tasks.moe_quant.quantize_pass import count_routed_tokens
 
     m = tiny_mixtral(seed=2)
     batches = lm_batches(3)
@@ -186,7 +188,9 @@ def test_calibration_orders_and_policies(order, policy):
 def test_finetune_snapshots_router_before_finetuning(tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    from affectkit.tasks.moe_quant.lm import LMConfig, load_float_model, snapshot_routers, train_lm
+    from affectkit.tasks.moe_quant.config import LMConfig
+    from affectkit.tasks.moe_quant.model import load_float_model, snapshot_routers
+    from affectkit.tasks.moe_quant.train import train_lm
 
     base = LMConfig(steps=3, seq_len=32, batch_size=2, hidden_size=32, intermediate_size=32)
     train_lm(base, tmp_path / "pre")

@@ -7,10 +7,9 @@ Generalization Guarantees*, ICLR 2026 (arXiv 2604.06515). Torch is imported only
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from dataclasses import dataclass
 
 from affectkit.core.task import (
     BenchContext,
@@ -28,20 +27,20 @@ __all__ = ["TASK", "Config", "QuantConfig", "evaluate_model", "load_quantized", 
 
 
 def evaluate_model(model_dir: str | Path, corpus_name: str | None = None, nsamples: int = 64) -> dict[str, Any]:
-    from affectkit.tasks.moe_quant.run import evaluate_model as _ev
+    from affectkit.tasks.moe_quant.metrics import evaluate_model as _ev
 
     return _ev(model_dir, corpus_name, nsamples)
 
 
 def load_quantized(model_dir: str | Path):
-    from affectkit.tasks.moe_quant.fmt import load_quantized as _lq
+    from affectkit.tasks.moe_quant.hf_format import load_quantized as _lq
 
     return _lq(model_dir)
 
 
 def register_with_transformers() -> None:
     """Register the ``affectkit_moe_mp`` quantizer so ``from_pretrained(DIR)`` rebuilds quantized models."""
-    from affectkit.tasks.moe_quant.fmt import register_with_transformers as _reg
+    from affectkit.tasks.moe_quant.hf_format import register_with_transformers as _reg
 
     _reg()
 
@@ -70,13 +69,14 @@ class MoEQuantTask(RecipeTask):
     )
 
     def make_data(self, out: Path, seed: int, quick: bool) -> dict[str, Any]:
-        from affectkit.tasks.moe_quant.data import make_data
+        from affectkit.tasks.moe_quant.synth import make_data
 
         return make_data(out, seed, quick)
 
     def train(self, request: TrainRequest) -> dict[str, Any]:
         """``affectkit train moe-lm --set arch=mixtral|switch [--set init_from=DIR]``."""
-        from affectkit.tasks.moe_quant.lm import LMConfig, train_lm
+        from affectkit.tasks.moe_quant.config import LMConfig
+        from affectkit.tasks.moe_quant.train import train_lm
 
         lm = LMConfig.from_task_config(request.cfg, request.seed)
         out = (request.run.path if request.run is not None else Path("runs") / "moe-quant") / "model"

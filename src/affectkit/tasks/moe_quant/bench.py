@@ -15,8 +15,7 @@ import math
 import time
 from typing import Any
 
-import numpy as np
-
+from affectkit.core.stats import mean_sd, z_against
 from affectkit.core.task import BenchContext, BenchResult, MetricSpec
 
 ORDERS_BENCH = ("combined", "router", "variance", "inverted", "frequency", "sensitivity")
@@ -32,7 +31,8 @@ def protocol(quick: bool) -> dict[str, Any]:
 
 
 def _models(regime: str, seed: int, p: dict, log) -> Any:
-    from affectkit.tasks.moe_quant.lm import LMConfig, trained_model
+    from affectkit.tasks.moe_quant.config import LMConfig
+    from affectkit.tasks.moe_quant.train import trained_model
 
     if regime == "scratch":
         return trained_model(LMConfig(corpus="pydoc", marker_frac=0.1, steps=p["scratch_steps"], seed=seed), log)
@@ -50,23 +50,16 @@ def _spearman(a, b) -> float:
 
 def run_bench(ctx: BenchContext) -> BenchResult:
     import torch
+    from safetensors.torch import load_file
 
-    from affectkit.tasks.moe_quant.lm import (
-        corpus,
-        eval_loss,
-        forward,
-        heldout_batches,
-        lm_batches,
-        load_float_model,
-    )
-    from affectkit.tasks.moe_quant.method import (
-        allocate_from_orders,
-        expert_scores,
-        expert_sensitivity,
-        layer_orders,
-        uniform_allocation,
-    )
-    from affectkit.tasks.moe_quant.pipeline import QuantOptions, count_routed_tokens, quantize_model
+    from affectkit.tasks.moe_quant.baselines import expert_sensitivity, uniform_allocation
+    from affectkit.tasks.moe_quant.data import corpus, heldout_batches, lm_batches
+    from affectkit.tasks.moe_quant.method_allocate import allocate_from_orders
+    from affectkit.tasks.moe_quant.method_scores import expert_scores
+    from affectkit.tasks.moe_quant.metrics import eval_loss
+    from affectkit.tasks.moe_quant.model import ROUTER_INIT_FILE, forward, load_float_model
+    from affectkit.tasks.moe_quant.quantize import layer_orders
+    from affectkit.tasks.moe_quant.quantize_pass import QuantOptions, count_routed_tokens, quantize_model
 
     torch.set_num_threads(1)
     p = protocol(ctx.quick)
@@ -80,10 +73,8 @@ def run_bench(ctx: BenchContext) -> BenchResult:
     with out.progress("moe-quant bench", total=len(jobs)) as bar:
         for regime, seed in jobs:
             mdir = _models(regime, seed, p, out.log)
-            from safetensors.torch import load_file
-
             model = load_float_model(mdir)
-            ref = load_file(str(mdir / "router_init.safetensors"))
+            ref = load_file(str(mdir / ROUTER_INIT_FILE))
             train, held = corpus("pydoc", seed, 0.1)
             hb = heldout_batches(model, held, None, n=p["eval_windows"])
             calib = lm_batches(train, 128, p["calib_windows"], 16, seed=seed + 17)
@@ -119,8 +110,8 @@ def run_bench(ctx: BenchContext) -> BenchResult:
                         orders = layer_orders("random", scores, seed=1000 * seed + r)
                         a = allocate_from_orders(orders, list(levels), avg)
                         rand.append(ppl_of(a.expert_bits(), q))
-                    mu = float(np.mean(rand))
-                    sd = float(np.std(rand, ddof=1)) if len(rand) > 1 else float("nan")
+                    mu, sd = mean_sd(rand)
+                    sd = sd if len(rand) > 1 else float("nan")
                     rows.append({**qb, "method": f"random (mean of {len(rand)})", "ppl": mu, "sd": sd, "avg_bits": avg})
                     variants = [(o, "paper") for o in ORDERS_BENCH] + [("combined", "milp")]
                     for order, policy in variants:
@@ -129,7 +120,7 @@ def run_bench(ctx: BenchContext) -> BenchResult:
                         ppl = ppl_of(a.expert_bits(), q)
                         rows.append({**qb, "method": order if policy == "paper" else f"{order}+milp",
                                      "avg_bits": a.achieved_avg, "ppl": ppl,
-                                     "z": (ppl - mu) / sd if sd and sd > 0 else float("nan"),
+                                     "z": z_against(ppl, rand),
                                      "beats_random_mean": ppl < mu})
                     out.event("bench_step", regime=regime, seed=seed, budget=bname, quantizer=q,
                               random_mean=mu, random_sd=sd)
@@ -162,16 +153,16 @@ def _summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     seen_fp = set()
     for (regime, budget, quantizer, method), rs in groups.items():
         if regime not in seen_fp:
-            out.append({"regime": regime, "budget": "-", "method": "fp32", "ppl_mean": float(np.mean(fp[regime])),
+            out.append({"regime": regime, "budget": "-", "method": "fp32", "ppl_mean": mean_sd(fp[regime])[0],
                         "seeds": len(fp[regime])})
             seen_fp.add(regime)
-        row = {"regime": regime, "budget": budget, "quantizer": quantizer, "method": method, "ppl_mean": float(np.mean([r["ppl"] for r in rs])),
+        row = {"regime": regime, "budget": budget, "quantizer": quantizer, "method": method, "ppl_mean": mean_sd([r["ppl"] for r in rs])[0],
                "seeds": len(rs)}
         zs = [r["z"] for r in rs if "z" in r and r["z"] == r["z"]]
         if zs:
-            row["z_mean"] = float(np.mean(zs))
+            row["z_mean"] = mean_sd(zs)[0]
             row["beats_random"] = f"{sum(bool(r['beats_random_mean']) for r in rs)}/{len(rs)}"
         if method == "random (mean)":
-            row["sd_mean"] = float(np.mean([r["sd"] for r in rs]))
+            row["sd_mean"] = mean_sd([r["sd"] for r in rs])[0]
         out.append(row)
     return out

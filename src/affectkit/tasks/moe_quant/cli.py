@@ -65,7 +65,7 @@ def quantize(
     if arch not in ARCHS:
         raise UsageError(f"unknown architecture {arch!r}", "choose mixtral or switch")
     qc = cfg.quant
-    from affectkit.tasks.moe_quant.run import run_quantize, validate
+    from affectkit.tasks.moe_quant.quantize import run_quantize, validate
 
     validate(qc)  # usage errors before any heavy import or training
     output = get_output()

@@ -1,9 +1,12 @@
-"""Configs: the tiny-model trainer (top level, ``affectkit train moe-lm --set arch=switch``) and
-the quantizer (``quant.*``, also the options of ``affectkit quantize``)."""
+"""Configs: the tiny-model trainer (top level, ``affectkit train moe-lm --set arch=switch``), the
+quantizer (``quant.*``, also the options of ``affectkit quantize``), and ``LMConfig``, the trainer's
+settings as saved with a trained model (its hash keys the embedded-model cache)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 from affectkit.core.config import help_field
@@ -60,3 +63,35 @@ class Config:
     router_aux_loss_coef: float = help_field(0.01, "load-balancing loss weight")
     init_from: str | None = help_field(None, "fine-tune this model directory (router snapshot taken before fine-tuning)")
     quant: QuantConfig = help_field(QuantConfig(), "quantization (affectkit quantize)")
+
+
+@dataclass
+class LMConfig:
+    """The trainer's settings (the top-level fields of the task Config, without ``quant``)."""
+
+    arch: str = "mixtral"  # mixtral | switch
+    corpus: str = "pydoc"
+    marker_frac: float = 0.1
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    num_experts: int = 8
+    top_k: int = 2
+    seq_len: int = 128
+    switch_snippet: int = 32
+    batch_size: int = 16
+    steps: int = 300
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    router_aux_loss_coef: float = 0.01
+    init_from: str | None = None
+    seed: int = 0
+
+    @classmethod
+    def from_task_config(cls, cfg, seed: int) -> LMConfig:
+        return cls(**{k: getattr(cfg, k) for k in cls.__dataclass_fields__ if k != "seed"}, seed=seed)
+
+    def cache_key(self) -> str:
+        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]

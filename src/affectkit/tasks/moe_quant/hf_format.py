@@ -83,7 +83,7 @@ def load_quantized(model_dir: str | Path):
     from transformers import AutoConfig, MixtralForCausalLM, SwitchTransformersForConditionalGeneration
 
     from affectkit.core.errors import DataError
-    from affectkit.tasks.moe_quant.pipeline import prepare_quantized_modules
+    from affectkit.tasks.moe_quant.quantize_pass import prepare_quantized_modules
 
     register_with_transformers()
     d = Path(model_dir)
@@ -157,7 +157,7 @@ def register_with_transformers() -> None:
             return None
 
         def _process_model_before_weight_loading(self, model, **kwargs):
-            from affectkit.tasks.moe_quant.pipeline import prepare_quantized_modules
+            from affectkit.tasks.moe_quant.quantize_pass import prepare_quantized_modules
 
             prepare_quantized_modules(model, self.quantization_config.to_dict())
             return model

@@ -3,13 +3,15 @@
 ``paper_counts`` is the authors' count rule (two levels, or three equally spaced levels), which
 reproduces the counts in the spec's table; ``milp_bits`` solves the knapsack over levels with
 scipy's MILP (HiGHS). Every layer gets the same counts; the achieved average is reported and never
-exceeds the budget unless ``allow_over``.
+exceeds the budget unless ``allow_over``. ``allocate_from_orders`` applies either to the order of
+every layer.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -158,3 +160,26 @@ class Allocation:
                        for la in self.layers],
             **self.extra,
         }
+
+
+def allocate_from_orders(orders: dict[str, list[int]], levels: list[int], avg_bits: float, policy: str = "paper",
+                         allow_over: bool = False, order_kind: str = "combined", rank_weight: str = "harmonic",
+                         scores: dict[str, Any] | None = None) -> Allocation:
+    lv = sorted((int(b) for b in levels), reverse=True)
+    layers = []
+    extra: dict[str, Any] = {}
+    for name, order in orders.items():
+        E = len(order)
+        if policy == "paper":
+            counts = paper_counts(E, avg_bits, lv, allow_over)
+            bits = bits_from_order(order, counts, lv)
+            extra["counts"] = counts
+        elif policy == "milp":
+            w = rank_weights(E, rank_weight)
+            sens = np.empty(E)
+            sens[np.asarray(order)] = w
+            bits = milp_bits(sens, lv, avg_bits, allow_over)
+        else:
+            raise ValueError(f"unknown policy {policy!r}; choose paper or milp")
+        layers.append(LayerAllocation(name, list(order), bits, dict((scores or {}).get(name, {}))))
+    return Allocation(policy, order_kind, lv, float(avg_bits), layers, extra)

@@ -8,7 +8,9 @@
   unbiased variance of a row of the first projection) and ``var-of-maxnorm-row`` (Mixtral script: the
   variance of the largest-norm row).
 - ``combined_order``: the router order re-ordered by MaxVar with the factor zeta.
-- Further orders for ablation and control: variance, inverted, random, frequency, sensitivity.
+- Further orders for ablation: variance, inverted (the baselines and controls, random, frequency and
+  sensitivity, are in baselines.py).
+- ``expert_scores``: all of it for every MoE layer of a model (no forward pass).
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import math
 
 import numpy as np
 import torch
+from torch import nn
 
-ORDERS = ("combined", "router", "variance", "inverted", "random", "frequency", "sensitivity")
+from affectkit.tasks.moe_quant.moe_layers import init_router_std, moe_layers
+
 MAXVAR_MODES = ("max-row-var", "var-of-maxnorm-row")
 
 
@@ -91,15 +95,18 @@ def inverted_order(order: list[int]) -> list[int]:
     return list(reversed(order))
 
 
-def random_order(num_experts: int, rng: np.random.Generator) -> list[int]:
-    return [int(i) for i in rng.permutation(num_experts)]
-
-
-def frequency_order(counts: np.ndarray) -> list[int]:
-    """Most-routed experts first (the frequency heuristic of QuantMoE-Bench / MC-MoE)."""
-    return [int(i) for i in np.argsort(-np.asarray(counts, dtype=float), kind="stable")]
-
-
-def sensitivity_order(loss_increase: np.ndarray) -> list[int]:
-    """Largest loss increase (when the expert alone drops a level) first."""
-    return [int(i) for i in np.argsort(-np.asarray(loss_increase, dtype=float), kind="stable")]
+def expert_scores(model: nn.Module, router_ref: str = "none", ref_weights: dict[str, torch.Tensor] | None = None,
+                  maxvar_mode: str = "max-row-var") -> dict[str, dict[str, list[float]]]:
+    """Per MoE layer: router norm, Lambda (router-norm change under ``router_ref``) and MaxVar."""
+    out = {}
+    for v in moe_layers(model):
+        ref_w = None
+        if router_ref in ("checkpoint", "snapshot"):
+            if not ref_weights or v.name not in ref_weights:
+                raise ValueError(f"router reference {router_ref} has no weight for {v.name}")
+            ref_w = ref_weights[v.name]
+        lam = router_change(v.router_weight(), router_ref, ref_w, init_router_std(model, v.style))
+        mv = [maxvar(v.expert_weights(e)[v.first_proj], maxvar_mode) for e in range(v.num_experts)]
+        out[v.name] = {"router_norm": router_norms(v.router_weight()).tolist(),
+                       "lambda": [float(x) for x in lam], "maxvar": mv}
+    return out

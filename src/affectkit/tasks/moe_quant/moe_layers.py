@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from affectkit.tasks.moe_quant.modules import MIXTRAL_PROJS, SWITCH_PROJS, MixedBitExperts
+from affectkit.tasks.moe_quant.packed_modules import MIXTRAL_PROJS, SWITCH_PROJS, MixedBitExperts
 
 KINDS = ("mixtral-fused", "mixtral-list", "switch", "mixed-bit")
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from affectkit.tasks.moe_quant.packing import pack_bits, packed_nbytes, unpack_bits
-from affectkit.tasks.moe_quant.quantizers import QuantResult, dequantize
+from affectkit.tasks.moe_quant.quant_grid import QuantResult, dequantize
 
 MIXTRAL_PROJS = ("w1", "w3", "w2")  # gate, up, down (legacy names)
 SWITCH_PROJS = ("wi", "wo")

@@ -1,30 +1,39 @@
-"""What the commands call: ``quantize_in_memory`` (scores -> order -> bits -> packed model),
-``run_quantize`` (``affectkit quantize``), ``evaluate_model`` (``affectkit evaluate moe-quant``)."""
+"""``affectkit quantize``: validate the options, load the model (or the embedded one), score the
+experts, order them per layer, allocate bits, run the calibrated quantization pass, evaluate before
+and after, and write the quantized directory. ``quantize_in_memory`` is the in-place core of it
+(scores -> order -> bits -> packed model); ``layer_orders`` maps an order name to its rule."""
 
 from __future__ import annotations
 
-import dataclasses
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from affectkit.core.errors import DataError, UsageError
-from affectkit.tasks.moe_quant.config import QuantConfig
-from affectkit.tasks.moe_quant.fmt import QUANT_METHOD, read_quant_config, save_quantized
-from affectkit.tasks.moe_quant.lm import (
-    ROUTER_INIT_FILE,
-    LMConfig,
-    arch_of,
-    corpus,
-    eval_loss,
-    forward,
+from affectkit.tasks.moe_quant.config import LMConfig, QuantConfig
+from affectkit.tasks.moe_quant.data import (
+    TOKENIZER_FILES,
     heldout_batches,
     lm_batches,
-    lm_config_of,
-    snapshot_routers,
+    streams,
     switch_batches,
+)
+from affectkit.tasks.moe_quant.hf_format import QUANT_METHOD, save_quantized
+from affectkit.tasks.moe_quant.metrics import eval_loss
+from affectkit.tasks.moe_quant.model import (
+    ROUTER_INIT_FILE,
+    arch_of,
+    forward,
+    lm_config_of,
+    load_float_model,
+    snapshot_routers,
     train_info,
 )
+
+ORDERS = ("combined", "router", "variance", "inverted", "random", "frequency", "sensitivity")
 
 
 def validate(qc: QuantConfig) -> tuple[int | None, list[int]]:
@@ -49,35 +58,6 @@ def validate(qc: QuantConfig) -> tuple[int | None, list[int]]:
     if not 1 <= b <= 8:
         raise UsageError(f"--bits {b}: expected 1..8")
     return b, [b]
-
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
-                   "vocab.json", "merges.txt", "spiece.model")
-
-
-def has_tokenizer(model_dir: Path | None) -> bool:
-    return model_dir is not None and any((Path(model_dir) / f).exists() for f in ("tokenizer.json", "tokenizer.model", "spiece.model"))
-
-
-def streams(model, model_dir: Path | None, name: str, seed: int, marker: float):
-    """(train, heldout) token streams: the model's own tokenizer when its directory has one (real
-    checkpoints), else bytes (the embedded byte-level models; needs vocab_size >= 256)."""
-    import numpy as np
-
-    if has_tokenizer(model_dir):
-        from transformers import AutoTokenizer
-
-        from affectkit.tasks.moe_quant.lm import corpus_bytes
-
-        tok = AutoTokenizer.from_pretrained(str(model_dir))
-        ids = np.asarray(tok(corpus_bytes(name).decode("utf-8", errors="replace"))["input_ids"], dtype=np.int64)
-        cut = int(len(ids) * 0.9)
-        return ids[:cut], ids[cut:]
-    vocab = int(getattr(model.config, "vocab_size", 256))
-    if vocab < 256:
-        raise DataError(model_dir or "model", f"vocab_size {vocab} < 256 and no tokenizer files in the model directory",
-                        "byte-level calibration needs 256 token ids; add the model's tokenizer files")
-    return corpus(name, seed, marker)
 
 
 def _src_config(model_dir: Path | None) -> LMConfig:
@@ -111,24 +91,54 @@ def router_reference(model_dir: Path | None, qc: QuantConfig) -> tuple[str, dict
     if kind == "checkpoint":
         if not qc.router_ref_path:
             raise UsageError("--router-ref checkpoint needs --router-ref-path DIR (the reference model)")
-        from affectkit.tasks.moe_quant.lm import load_float_model
-
         return kind, snapshot_routers(load_float_model(qc.router_ref_path))
     return kind, None
+
+
+def layer_orders(kind: str, scores: dict[str, dict[str, list[float]]], zeta: float = 3.0, seed: int = 0,
+                 counts: dict[str, list[int]] | None = None,
+                 sensitivity: dict[str, list[float]] | None = None) -> dict[str, list[int]]:
+    """Per layer, the experts from most to least bits under the order ``kind``: the paper's
+    (combined) and its ablations (router, variance, inverted) from the scores alone; the baselines
+    random and frequency (routed-token ``counts``) and the control sensitivity (loss probes)."""
+    from affectkit.tasks.moe_quant import baselines as bl
+    from affectkit.tasks.moe_quant import method_scores as sc
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, s in scores.items():
+        lam, mv = np.asarray(s["lambda"]), np.asarray(s["maxvar"])
+        if kind == "combined":
+            out[name] = sc.combined_order(lam, mv, zeta)
+        elif kind == "router":
+            out[name] = sc.router_order(lam)
+        elif kind == "variance":
+            out[name] = sc.variance_order(mv)
+        elif kind == "inverted":
+            out[name] = sc.inverted_order(sc.combined_order(lam, mv, zeta))
+        elif kind == "random":
+            out[name] = bl.random_order(len(lam), rng)
+        elif kind == "frequency":
+            if counts is None:
+                raise ValueError("order 'frequency' needs routed-token counts from calibration data")
+            out[name] = bl.frequency_order(np.asarray(counts[name]))
+        elif kind == "sensitivity":
+            if sensitivity is None:
+                raise ValueError("order 'sensitivity' needs per-expert loss probes on calibration data")
+            out[name] = bl.sensitivity_order(np.asarray(sensitivity[name]))
+        else:
+            raise ValueError(f"unknown order {kind!r}; choose from {', '.join(ORDERS)}")
+    return out
 
 
 def quantize_in_memory(model, qc: QuantConfig, model_dir: Path | None = None, calib: list[dict] | None = None,
                        output=None) -> dict[str, Any]:
     """Allocate bits and quantize ``model`` in place. Returns the quantization_config, the report
     and timings."""
-    from affectkit.tasks.moe_quant.method import (
-        allocate_from_orders,
-        expert_scores,
-        expert_sensitivity,
-        layer_orders,
-        uniform_allocation,
-    )
-    from affectkit.tasks.moe_quant.pipeline import QuantOptions, count_routed_tokens, quantize_model
+    from affectkit.tasks.moe_quant.baselines import expert_sensitivity, uniform_allocation
+    from affectkit.tasks.moe_quant.method_allocate import allocate_from_orders
+    from affectkit.tasks.moe_quant.method_scores import expert_scores
+    from affectkit.tasks.moe_quant.quantize_pass import QuantOptions, count_routed_tokens, quantize_model
 
     uniform, levels = validate(qc)
     t0 = time.perf_counter()
@@ -191,8 +201,8 @@ def run_quantize(arch: str, model_dir: Path | None, qc: QuantConfig, out: Path, 
                  evaluate: bool = True, output=None) -> dict[str, Any]:
     import torch
 
-    from affectkit.tasks.moe_quant.lm import embedded_model, load_float_model
-    from affectkit.tasks.moe_quant.pipeline import packed_tensor_census
+    from affectkit.tasks.moe_quant.quantize_pass import packed_tensor_census
+    from affectkit.tasks.moe_quant.train import embedded_model
 
     validate(qc)
     out = Path(out)
@@ -227,8 +237,6 @@ def run_quantize(arch: str, model_dir: Path | None, qc: QuantConfig, out: Path, 
         result["quantized"] = eval_loss(model, held)
     census = packed_tensor_census(model)
     out.mkdir(parents=True, exist_ok=True)
-    import shutil
-
     for f in TOKENIZER_FILES:  # so the quantized directory is self-contained
         if (model_dir / f).exists():
             shutil.copy2(model_dir / f, out / f)
@@ -240,35 +248,3 @@ def run_quantize(arch: str, model_dir: Path | None, qc: QuantConfig, out: Path, 
                    "expert_bytes": census["expert_bytes"], "file_bytes": saved["bytes"],
                    "timing_s": res["report"]["timing_s"]})
     return result
-
-
-def evaluate_model(model_dir: str | Path, corpus_name: str | None = None, nsamples: int = 64) -> dict[str, Any]:
-    """Held-out metrics of a model directory (quantized by affectkit, or a float one we trained):
-    Mixtral: loss (nats/byte), perplexity and next-byte accuracy on the held-out split of its corpus;
-    Switch: loss and token accuracy on the held-out reversal task. ``corpus_name`` overrides the corpus."""
-    from affectkit.tasks.moe_quant.fmt import load_quantized
-    from affectkit.tasks.moe_quant.lm import load_float_model
-
-    d = Path(model_dir)
-    if not (d / "config.json").exists():
-        raise DataError(d, "no config.json: not a model directory")
-    import json
-
-    conf = json.loads((d / "config.json").read_text())
-    quantized = (conf.get("quantization_config") or {}).get("quant_method") == QUANT_METHOD
-    if quantized:
-        qcfg = read_quant_config(d)
-        model = load_quantized(d)
-        tc = (qcfg.get("source") or {}).get("train_config") or {}
-        cfg = LMConfig(**{k: v for k, v in tc.items() if k in LMConfig.__dataclass_fields__})
-    else:
-        model = load_float_model(d)
-        cfg = lm_config_of(d)
-    if corpus_name:
-        cfg = dataclasses.replace(cfg, corpus=corpus_name, marker_frac=0.0)
-    _, held = streams(model, d, cfg.corpus, cfg.seed, cfg.marker_frac)
-    metrics = eval_loss(model, heldout_batches(model, held, cfg, n=nsamples))
-    out = {"model": str(d), "arch": arch_of(model), "quantized": quantized, "corpus": cfg.corpus, "metrics": metrics}
-    if quantized:
-        out["achieved_avg_bits"] = qcfg["allocation"]["achieved_avg_bits"]
-    return out

@@ -18,9 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from affectkit.tasks.moe_quant.adapters import moe_layers
-from affectkit.tasks.moe_quant.modules import MixedBitExperts, QuantLinear
-from affectkit.tasks.moe_quant.quantizers import effective_group_size, gptq_quantize, rtn_quantize
+from affectkit.tasks.moe_quant.baselines import rtn_quantize
+from affectkit.tasks.moe_quant.method_gptq import gptq_quantize
+from affectkit.tasks.moe_quant.moe_layers import moe_layers
+from affectkit.tasks.moe_quant.packed_modules import MixedBitExperts, QuantLinear
+from affectkit.tasks.moe_quant.quant_grid import effective_group_size
 
 ATTN_PATTERN = re.compile(r"(self_attn\.(q|k|v|o)_proj|(SelfAttention|EncDecAttention)\.(q|k|v|o))$")
 
