@@ -33,6 +33,15 @@ def test_data_version_keys_the_cache(tmp_path, monkeypatch):
     old, new = embedded_data(_Task(1), 0), embedded_data(_Task(2), 0)
     assert old != new and (new / "data.txt").read_text() == "0 False 2"
     assert old.parent == new.parent == tmp_path / "toy-cache"  # one root, keyed by task
+    assert new.stat().st_mode & 0o777 == 0o777 & ~_umask()  # readable like any directory, not 0700
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_failed_writer_leaves_nothing(tmp_path):

@@ -37,6 +37,9 @@ def materialize(final: Path, writer: Callable[[Path], Any], replace: bool = Fals
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it 0700; the finished directory is an ordinary one
     try:
         result = writer(staging)
         if final.exists():
