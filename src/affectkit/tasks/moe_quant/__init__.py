@@ -79,7 +79,7 @@ class MoEQuantTask(RecipeTask):
         from affectkit.tasks.moe_quant.train import train_lm
 
         lm = LMConfig.from_task_config(request.cfg, request.seed)
-        out = (request.run.path if request.run is not None else Path("runs") / "moe-quant") / "model"
+        out = request.run.path / "model"
         out_ = request.output
         with out_.progress(f"training tiny {lm.arch}", total=lm.steps) as bar:
             rep = train_lm(lm, out, log=out_.log, progress=lambda s, loss: bar.advance(status=f"loss {loss:.3f}"),
