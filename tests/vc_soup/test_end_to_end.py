@@ -142,8 +142,9 @@ def test_train_resume_skips_finished_policies(setting_dir, tmp_path):
 def test_cli_train_max_steps_then_evaluate(setting_dir, tmp_path):
     """``train vc-soup --max-steps N`` is ``dpo.steps: N``: in config.yaml and in the steps each policy
     ran; ``evaluate vc-soup --run`` then scores the run's soup grid."""
-    from affectkit.core.config import load_yaml
     from tests.cli.helpers import invoke, json_lines
+
+    from affectkit.core.config import load_yaml
 
     run = tmp_path / "run"
     res = invoke("--json", "train", "vc-soup", "--data", str(setting_dir), "--out", str(run), "--max-steps", "3",
