@@ -22,17 +22,19 @@ from affectkit.core.errors import DataError, UsageError
 T = TypeVar("T")
 
 
-def help_field(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:  # noqa: A002
-    """``dataclasses.field`` with a help text that ends up as a YAML comment."""
+def help_field(default: Any = dataclasses.MISSING, help: str = "", *, min: float | None = None,  # noqa: A002
+               max: float | None = None, **kwargs: Any) -> Any:  # noqa: A002
+    """``dataclasses.field`` with a help text that ends up as a YAML comment, and optionally the
+    valid range of a number (or of each number in a list): ``min <= value <= max``. A value out of
+    range, from a file, ``--set`` or a flag, is a UsageError before any work starts."""
+    metadata = {"help": help, "min": min, "max": max}
     if isinstance(default, (list, dict, set)):
         value = default
-        return dataclasses.field(default_factory=lambda: type(value)(value), metadata={"help": help}, **kwargs)
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata=metadata, **kwargs)
     if dataclasses.is_dataclass(default) and not isinstance(default, type):
         value = default
-        return dataclasses.field(
-            default_factory=lambda: dataclasses.replace(value), metadata={"help": help}, **kwargs
-        )
-    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+        return dataclasses.field(default_factory=lambda: dataclasses.replace(value), metadata=metadata, **kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -183,7 +185,8 @@ def _merge(cfg: Any, data: Mapping[str, Any], source: str, prefix: str, root: ty
         raise UsageError(f"{source}: {prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
     cls = type(cfg)
     hints = _hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    names = set(fields)
     updates: dict[str, Any] = {}
     for key, value in data.items():
         key = str(key)
@@ -197,8 +200,23 @@ def _merge(cfg: Any, data: Mapping[str, Any], source: str, prefix: str, root: ty
                 raise UsageError(f"{source}: {full} must be a mapping, got null")
             updates[key] = _merge(current, value, source, full + ".", root)
         else:
-            updates[key] = _check(value, tp, f"{source}: {full}")
+            updates[key] = _in_range(_check(value, tp, f"{source}: {full}"), fields[key].metadata, f"{source}: {full}")
     return dataclasses.replace(cfg, **updates)
+
+
+def _in_range(value: Any, meta: Mapping[str, Any], where: str) -> Any:
+    """``value`` when it (or each number in it) lies in the field's declared range."""
+    low, high = meta.get("min"), meta.get("max")
+    if low is None and high is None:
+        return value
+    for item in value if isinstance(value, (list, tuple)) else [value]:
+        if not isinstance(item, (int, float)) or isinstance(item, bool):
+            continue
+        if (low is not None and item < low) or (high is not None and item > high):
+            bounds = (f"between {low} and {high}" if low is not None and high is not None
+                      else f">= {low}" if low is not None else f"<= {high}")
+            raise UsageError(f"{where}: must be {bounds}, got {item!r}")
+    return value
 
 
 def _suggest(key: str, candidates: list[str]) -> str:
@@ -290,21 +308,21 @@ def _check(value: Any, tp: Any, where: str) -> Any:
 class TrainConfig:
     """Settings of the shared training loop."""
 
-    max_steps: int = help_field(200, "optimizer steps in total")
-    batch_size: int = help_field(32, "global batch size (split across processes)")
-    lr: float = help_field(1e-3, "peak learning rate")
-    weight_decay: float = help_field(0.0, "AdamW weight decay")
-    warmup_steps: int = help_field(0, "linear warm-up steps, then cosine decay to zero (0: constant lr)")
+    max_steps: int = help_field(200, "optimizer steps in total", min=1)
+    batch_size: int = help_field(32, "global batch size (split across processes)", min=1)
+    lr: float = help_field(1e-3, "peak learning rate", min=0.0)
+    weight_decay: float = help_field(0.0, "AdamW weight decay", min=0.0)
+    warmup_steps: int = help_field(0, "linear warm-up steps, then cosine decay to zero (0: constant lr)", min=0)
     schedule: Literal["constant", "cosine", "multistep"] = help_field(
         "constant", "learning-rate schedule after warm-up (multistep: x gamma at each milestone step)"
     )
-    milestones: list[int] = help_field([], "optimizer steps at which multistep multiplies the lr by gamma")
-    gamma: float = help_field(0.1, "multistep decay factor")
-    grad_accum: int = help_field(1, "gradient accumulation steps per optimizer step")
-    clip_grad_norm: float = help_field(1.0, "max global gradient norm (0 disables clipping)")
-    eval_every: int = help_field(50, "evaluate every N optimizer steps (0: only at the end)")
-    checkpoint_every: int = help_field(50, "checkpoint every N optimizer steps (0: only at the end)")
-    keep_checkpoints: int = help_field(2, "how many step checkpoints to keep (the best is kept apart)")
-    early_stop_patience: int = help_field(0, "stop after N evaluations without improvement (0: never)")
-    log_every: int = help_field(10, "log the training loss every N optimizer steps")
-    num_workers: int = help_field(0, "DataLoader worker processes")
+    milestones: list[int] = help_field([], "optimizer steps at which multistep multiplies the lr by gamma", min=0)
+    gamma: float = help_field(0.1, "multistep decay factor", min=0.0)
+    grad_accum: int = help_field(1, "gradient accumulation steps per optimizer step", min=1)
+    clip_grad_norm: float = help_field(1.0, "max global gradient norm (0 disables clipping)", min=0.0)
+    eval_every: int = help_field(50, "evaluate every N optimizer steps (0: only at the end)", min=0)
+    checkpoint_every: int = help_field(50, "checkpoint every N optimizer steps (0: only at the end)", min=0)
+    keep_checkpoints: int = help_field(2, "how many step checkpoints to keep (the best is kept apart)", min=1)
+    early_stop_patience: int = help_field(0, "stop after N evaluations without improvement (0: never)", min=0)
+    log_every: int = help_field(10, "log the training loss every N optimizer steps", min=1)
+    num_workers: int = help_field(0, "DataLoader worker processes", min=0)
