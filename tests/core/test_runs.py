@@ -18,6 +18,8 @@ def test_existing_run_dir_is_refused(tmp_path):
     run = RunDir.open(tmp_path / "run")
     run.create()
     (run.path / "config.yaml").write_text("a: 1\n")
+    # a run that got past set-up (issue 16: one that did not may be taken over, see test_failures_leave_nothing)
+    (run.path / "metrics.jsonl").write_text('{"step": 1}\n')
     with pytest.raises(UsageError, match="already exists"):
         RunDir.open(tmp_path / "run")
     with pytest.raises(UsageError, match="exclude"):

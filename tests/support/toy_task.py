@@ -34,7 +34,7 @@ COLUMNS = [f"x{i}" for i in range(N_FEATURES)] + ["label"]
 @dataclass
 class ModelConfig:
     hidden: int = help_field(32, "hidden units (0: a linear classifier)")
-    dropout: float = help_field(0.1, "dropout probability")
+    dropout: float = help_field(0.1, "dropout probability", min=0.0, max=1.0)
     n_classes: int = help_field(3, "number of classes")
 
 

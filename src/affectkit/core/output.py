@@ -123,7 +123,10 @@ class Output:
     def progress(self, description: str, total: int | None = None) -> Iterator[ProgressHandle]:
         """A rich progress bar on stderr; a no-op handle when stderr is not a terminal."""
         if not self.progress_enabled():
-            yield ProgressHandle(None, None)
+            # no terminal to draw on: a log line when the phase starts, at each quarter, and at its end
+            phase = PhaseLog(self, description, total)
+            yield ProgressHandle(None, None, phase)
+            phase.finish()
             return
         from rich.progress import (
             BarColumn,
@@ -159,17 +162,51 @@ class Output:
                 handle.advance()
 
 
+class PhaseLog:
+    """Progress as a few log lines, for a log file: where a long phase is, without a bar."""
+
+    def __init__(self, output: Output, description: str, total: int | None):
+        self.output, self.description, self.total = output, description, total
+        self.done, self.status, self.reported = 0, "", -1
+        if self._on():
+            output.log(f"{description}: started" + (f" (0/{total})" if total else ""))
+
+    def _on(self) -> bool:
+        return not self.output.quiet and is_main_process()
+
+    def move(self, done: int, status: str | None) -> None:
+        self.done = done
+        if status:
+            self.status = status
+        if not self.total or not self._on():
+            return
+        quarter = 4 * self.done // self.total
+        if 0 < quarter < 4 and quarter > self.reported:
+            self.reported = quarter
+            self.output.log(f"{self.description}: {self.done}/{self.total}" + (f", {self.status}" if self.status else ""))
+
+    def finish(self) -> None:
+        if self._on():
+            count = f"{self.done}/{self.total}" if self.total else f"{self.done}"
+            self.output.log(f"{self.description}: done ({count}" + (f", {self.status})" if self.status else ")"))
+
+
 class ProgressHandle:
-    def __init__(self, bar: Any, task_id: Any):
+    def __init__(self, bar: Any, task_id: Any, phase: PhaseLog | None = None):
         self._bar = bar
         self._task_id = task_id
+        self._phase = phase
 
     def advance(self, n: int = 1, status: str | None = None) -> None:
+        if self._phase is not None:
+            self._phase.move(self._phase.done + n, status)
         if self._bar is not None:
             kwargs = {"status": status} if status is not None else {}
             self._bar.update(self._task_id, advance=n, **kwargs)
 
     def update(self, completed: int | None = None, status: str | None = None) -> None:
+        if self._phase is not None:
+            self._phase.move(self._phase.done if completed is None else completed, status)
         if self._bar is not None:
             kwargs: dict[str, Any] = {}
             if completed is not None:

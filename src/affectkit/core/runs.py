@@ -38,24 +38,54 @@ OPTIMIZER_FILE = "optimizer.pt"
 SCHEDULER_FILE = "scheduler.pt"
 RNG_FILE = "rng.json"
 STATE_FILE = "state.json"
+TMP_SUFFIX = ".tmp"
+# What `train` writes before any work: a directory holding only these never got past set-up, and a
+# rerun may take it over without --overwrite.
+SETUP_FILES = frozenset({"config.yaml", "meta.json"})
 
 
 # ---- atomic writes ----------------------------------------------------------------------------
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _temp_beside(path: Path) -> str:
+    """A temporary file next to ``path`` with the mode a plain ``open`` would give (mkstemp's is 0600)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
+    os.close(fd)
+    return tmp
+
+
+def atomic_save(path: Path, writer: Any) -> None:
+    """Call ``writer(tmp_path)``, then move the file into place: ``path`` is whole or absent. A
+    failure to write names ``path``, never the temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = _temp_beside(path)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        writer(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise DataError(path, f"cannot write ({exc.strerror or exc.__class__.__name__})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    atomic_save(path, write)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -66,18 +96,14 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2) + "\n")
 
 
-def atomic_save(path: Path, writer: Any) -> None:
-    """Call ``writer(tmp_path)`` then move the file into place (for savers that take a path)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def remove_stale_temps(directory: Path) -> int:
+    """Delete the temporary files that killed atomic writes left in ``directory`` (and below)."""
+    removed = 0
+    for tmp in Path(directory).rglob(f".*{TMP_SUFFIX}"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def read_json(path: Path) -> Any:
@@ -87,6 +113,10 @@ def read_json(path: Path) -> Any:
         raise DataError(path, "file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(path, f"invalid JSON ({exc})") from None
+
+
+def _left_by_setup(entry: Path) -> bool:
+    return entry.name in SETUP_FILES or (entry.name.startswith(".") and entry.name.endswith(TMP_SUFFIX))
 
 
 # ---- provenance -------------------------------------------------------------------------------
@@ -134,7 +164,7 @@ class RunDir:
             raise UsageError("--resume and --overwrite exclude each other")
         if p.exists() and not p.is_dir():
             raise UsageError(f"{p}: run directory path is a file")
-        has_content = p.exists() and any(p.iterdir())
+        has_content = p.exists() and any(not _left_by_setup(x) for x in p.iterdir())
         if has_content and not (resume or overwrite):
             raise UsageError(
                 f"{p}: run directory already exists",
@@ -143,7 +173,8 @@ class RunDir:
         if resume and not has_content:
             raise UsageError(f"{p}: nothing to resume (no run directory)", "drop --resume to start a new run")
         run = cls(p)
-        run._replace = overwrite and has_content
+        # --overwrite replaces a run; a directory that never got past set-up is simply taken over
+        run._replace = p.exists() and (overwrite or not has_content)
         return run
 
     def create(self) -> None:
@@ -153,6 +184,7 @@ class RunDir:
         if getattr(self, "_replace", False):
             shutil.rmtree(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.path)
 
     @classmethod
     def existing(cls, path: str | Path) -> RunDir:
