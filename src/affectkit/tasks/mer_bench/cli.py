@@ -39,6 +39,7 @@ def judge_memes(
     cache: str | None = key_option("judge.cache", "--cache", help="SQLite cache file [$AFFECTKIT_CACHE/mer-bench/judge.sqlite3; AFFECTKIT_CACHE defaults to ~/.cache/affectkit]."),
     no_cache: bool = key_option("judge.use_cache", "--no-cache", value=False, help="Neither read nor write the cache."),
     force_refresh: bool = key_option("judge.force_refresh", "--force-refresh", value=True, help="Ignore cached judgments (still store new ones)."),
+    deadline: float | None = key_option("judge.deadline_s", "--deadline", help="Stop the run after SECONDS, keeping what was judged (--resume continues) [0 = none]."),
     index: Path | None = typer.Option(None, "--index", help="Index file [BENCH/index_final.json]."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Count the calls needed (cache hits excluded); call nothing."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
@@ -48,7 +49,7 @@ def judge_memes(
     *,
     cfg: Config,
 ) -> None:
-    from affectkit.core.errors import UsageError
+    from affectkit.core.errors import RunFailure, UsageError
     from affectkit.core.output import get_output, key_value_table
     from affectkit.tasks.mer_bench import judge as run_judge
 
@@ -67,6 +68,16 @@ def judge_memes(
         raise UsageError("--out is required", "pass --out DIR (or --dry-run to count calls)")
     summary = run_judge(cfg, bench, list(system) if system else None, out, index=index, resume=resume,
                         overwrite=overwrite, dry_run=dry_run, output=output)
+    if not dry_run and summary["n_ok"] == 0:  # an exit status of 0 would say the run worked
+        if summary["n_total"] == 0:
+            why = (f"the deadline of {cfg.deadline_s:g} s passed before the first judgment finished"
+                   if summary.get("stopped") == "deadline" else "no pair was judged")
+            hint = f"continue with --resume --out {summary['run_dir']} (a longer --deadline, or 0 for none)"
+        else:
+            why = f"all {summary['n_total']} judgment(s) failed; first: {summary['first_failure']}"
+            hint = (f"the failure records are in {summary['run_dir']}/judgments.jsonl; fix the cause and run again "
+                    "with --overwrite (failures are never reused from the cache)")
+        raise RunFailure(f"nothing was judged: {why}", hint)
     shown = {k: v for k, v in summary.items() if k not in ("config", "pruning", "price_per_1m")}
     output.result(summary, human=key_value_table(shown, title="judge-memes"))
     if not dry_run:

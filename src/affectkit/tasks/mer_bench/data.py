@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,25 @@ EDITED = "EditedResults"
 CAPTIONS_FILE = "captions.jsonl"
 
 
+PATH_FIELDS: tuple[str, ...] = ("id", "gen_id")  # the fields that name a file under the benchmark root
+
+
+class UnsafePath(DataError):
+    """An index row names a file outside the benchmark root: never a warning, always an error."""
+
+
+def _unsafe_name(value: str) -> str | None:
+    """Why a file name from the index may not be used (None: it is a plain relative path)."""
+    if "\x00" in value:
+        return "holds a NUL byte"
+    parts = re.split(r"[/\\]", value)
+    if value.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[/\\]", value) or Path(value).is_absolute():
+        return "is an absolute path"
+    if ".." in parts:
+        return "climbs out with '..'"
+    return None
+
+
 def _check_row(obj: Any, where: str, path: Path) -> dict[str, str]:
     if not isinstance(obj, dict):
         raise DataError(path, f"{where}: expected an object, got {type(obj).__name__}")
@@ -44,11 +64,16 @@ def _check_row(obj: Any, where: str, path: Path) -> dict[str, str]:
         raise DataError(path, f"{where}: field(s) {', '.join(bad)} must be strings")
     if not obj["id"]:
         raise DataError(path, f"{where}: empty id")
+    for f in PATH_FIELDS:
+        why = _unsafe_name(obj[f])
+        if why:
+            raise UnsafePath(path, f"{where} (id {obj['id']!r}): {f} {obj[f]!r} {why}; refused before any file is read",
+                            "ids and gen_ids name files under Original/ and EditedResults/<system>/ of the benchmark")
     return {f: obj[f] for f in FIELDS}
 
 
-def load_index(path: str | Path) -> list[dict[str, str]]:
-    """Read the index: a JSON array, or JSONL (one object per line, a trailing comma tolerated)."""
+def read_index(path: str | Path) -> list[tuple[str, dict[str, str]]]:
+    """The index rows with where each came from (``row N`` of a JSON array, ``line N`` of JSONL)."""
     p = Path(path)
     if not p.is_file():
         raise DataError(p, "index file not found", "pass --index PATH or a --bench DIR holding index_final.json")
@@ -56,14 +81,15 @@ def load_index(path: str | Path) -> list[dict[str, str]]:
         raw = p.read_text(encoding="utf-8").strip()
     except UnicodeDecodeError:
         raise DataError(p, "index is not UTF-8 text") from None
-    rows: list[dict[str, str]] = []
+    rows: list[tuple[str, dict[str, str]]] = []
     if raw.startswith("["):
         try:
             data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise DataError(p, f"invalid JSON array (line {exc.lineno}: {exc.msg})") from None
+        except (json.JSONDecodeError, RecursionError) as exc:
+            msg = f"line {exc.lineno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+            raise DataError(p, f"invalid JSON array ({msg})") from None
         for i, obj in enumerate(data):
-            rows.append(_check_row(obj, f"row {i}", p))
+            rows.append((f"row {i}", _check_row(obj, f"row {i}", p)))
     else:
         for ln, line in enumerate(raw.splitlines(), start=1):
             s = line.strip()
@@ -73,17 +99,53 @@ def load_index(path: str | Path) -> list[dict[str, str]]:
                 s = s[:-1].rstrip()
             try:
                 obj = json.loads(s)
-            except json.JSONDecodeError as exc:
-                raise DataError(p, f"line {ln}: invalid JSON ({exc.msg})", "the index must be a JSON array or JSONL") from None
-            rows.append(_check_row(obj, f"line {ln}", p))
+            except (json.JSONDecodeError, RecursionError) as exc:
+                msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+                raise DataError(p, f"line {ln}: invalid JSON ({msg})", "the index must be a JSON array or JSONL") from None
+            rows.append((f"line {ln}", _check_row(obj, f"line {ln}", p)))
     if not rows:
         raise DataError(p, "index holds no rows")
     seen: set[str] = set()
-    for r in rows:
+    for where, r in rows:
         if r["id"] in seen:
-            raise DataError(p, f"duplicate id {r['id']!r}")
+            raise DataError(p, f"{where}: duplicate id {r['id']!r}")
         seen.add(r["id"])
     return rows
+
+
+def load_index(path: str | Path) -> list[dict[str, str]]:
+    """Read the index: a JSON array, or JSONL (one object per line, a trailing comma tolerated)."""
+    return [r for _, r in read_index(path)]
+
+
+def confine(root: Path, index_path: Path, rows: list[tuple[str, dict[str, str]]], systems: list[str]) -> None:
+    """Every file a row names must resolve (symlinks followed) inside the benchmark root; else a
+    DataError naming the index and the row, raised before any file is read or sent."""
+    top = root.resolve()
+    for where, r in rows:
+        named = [("id", r["id"], root / ORIGINAL / r["id"])]
+        named += [("gen_id", r["gen_id"], root / EDITED / s / r["gen_id"]) for s in systems]
+        for f, value, p in named:
+            real = p.resolve()
+            if real != top and top not in real.parents:
+                raise UnsafePath(index_path, f"{where} (id {r['id']!r}): {f} {value!r} resolves to {real}, outside the "
+                                f"benchmark root {top}; refused before any file is read",
+                                "a symbolic link under the benchmark points out of it: copy the file in instead")
+
+
+def check_image(path: Path) -> None:
+    """A DataError naming ``path`` unless it is an image PIL can open and verify (checked before a
+    judge sees it: nothing else is ever sent)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except UnidentifiedImageError:
+        raise DataError(path, "not an image (PIL cannot identify its format)",
+                        "every source and edited file must be a PNG, JPEG or another image PIL reads") from None
+    except Exception as exc:  # noqa: BLE001 - every decoder failure means the same to the user: a broken file
+        raise DataError(path, f"corrupt image ({type(exc).__name__}: {exc})", "replace the file or remove its row") from None
 
 
 def find_root(bench: str | Path) -> Path:
@@ -186,7 +248,11 @@ def read_captions(root: Path, system: str) -> dict[str, str]:
     if not path.is_file():
         return {}
     out: dict[str, str] = {}
-    for ln, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(path, "not UTF-8 text") from None
+    for ln, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -203,7 +269,8 @@ def load_bench(
     """Read the index and the image tree, check the systems exist, prune rows with missing files."""
     root = find_root(bench)
     index_path = Path(index) if index is not None else find_index(root)
-    rows = load_index(index_path)
+    indexed = read_index(index_path)
+    rows = [r for _, r in indexed]
     available = list_systems(root)
     if not systems:
         systems = available
@@ -215,6 +282,7 @@ def load_bench(
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise UsageError(f"system {s!r} not found under {root / EDITED}",
                              f"{hint}available: {', '.join(available) or 'none'}")
+    confine(root, index_path, indexed, list(systems))
     kept, report = prune_missing(rows, root, systems)
     if not kept:
         raise DataError(root, f"no row has a source image and an edited image for every system ({report['total']} rows checked)",

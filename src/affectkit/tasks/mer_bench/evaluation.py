@@ -20,6 +20,8 @@ from affectkit.core.runs import atomic_write_json, atomic_write_text
 from affectkit.tasks.mer_bench.method import COLUMNS
 from affectkit.tasks.mer_bench.metrics import nonllm_rows, score_plan, table_rows
 
+PLAN_FIELDS: tuple[str, ...] = ("view", "runs", "sample", "seed", "systems", "strata")
+
 
 def load_judgments(judgments_dir: str | Path) -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, Any]]]:
     d = Path(judgments_dir)
@@ -30,16 +32,27 @@ def load_judgments(judgments_dir: str | Path) -> tuple[dict[str, Any], dict[tupl
         raise DataError(d, "no plan.json here", "pass the --out directory of `affectkit judge-memes`")
     try:
         plan = json.loads(plan_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(plan_path, f"invalid JSON ({exc.msg})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(plan_path, f"invalid JSON ({getattr(exc, 'msg', exc)})") from None
+    missing = [k for k in PLAN_FIELDS if not isinstance(plan, dict) or k not in plan]
+    if missing:
+        raise DataError(plan_path, f"not a judge-memes plan (missing {', '.join(missing)})",
+                        "pass the --out directory of `affectkit judge-memes`")
+    if plan["view"] not in ("model", "factor") or not isinstance(plan["strata"], list) or not all(
+            isinstance(st, dict) and isinstance(st.get("name"), str) and isinstance(st.get("runs"), list)
+            for st in plan["strata"]):
+        raise DataError(plan_path, "not a judge-memes plan (view must be model or factor, strata a list of "
+                        "{name, runs})", "pass the --out directory of `affectkit judge-memes`")
     records: dict[tuple[str, str], dict[str, Any]] = {}
-    for ln, line in enumerate(jpath.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
+    for ln, raw in enumerate(jpath.read_bytes().split(b"\n"), start=1):
+        if not raw.strip():
             continue
         try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
+            rec = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             raise DataError(jpath, f"line {ln}: invalid JSON", "a killed run leaves a cut line: rerun judge-memes with --resume") from None
+        if not isinstance(rec, dict):
+            raise DataError(jpath, f"line {ln}: expected a judgment record (an object), got {type(rec).__name__}")
         for field in ("id", "system", "status", "tgt_emo"):
             if field not in rec:
                 raise DataError(jpath, f"line {ln}: missing field {field!r}")
@@ -66,17 +79,28 @@ def write_csv(path: Path, scored: dict[str, Any]) -> None:
 def nonllm_table(judgments_dir: Path, records: dict[tuple[str, str], dict[str, Any]], bench: str | Path | None,
                  use_ocr: bool = False) -> list[dict[str, Any]]:
     """Mean non-LLM metrics per system over the judged pairs (needs the benchmark images)."""
-    from affectkit.tasks.mer_bench.data import load_bench
+    from affectkit.core.output import get_output
+    from affectkit.tasks.mer_bench.data import UnsafePath, load_bench
     from affectkit.tasks.mer_bench.metrics import pair_metrics
 
     if bench is None:
         meta_path = judgments_dir / "meta.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        bench = meta.get("bench")
-        if not bench or not Path(bench).is_dir():
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DataError(meta_path, f"invalid JSON ({getattr(exc, 'msg', exc)})",
+                            "pass the benchmark with --data DIR, or --set evaluate.nonllm=false") from None
+        bench = meta.get("bench") if isinstance(meta, dict) else None
+        if not isinstance(bench, str) or not bench or not Path(bench).is_dir():
             return []
     systems = sorted({s for _, s in records})
-    b = load_bench(bench, systems)
+    try:
+        b = load_bench(bench, systems)
+    except UnsafePath:
+        raise
+    except (DataError, UsageError) as exc:  # the images moved: the judge scores still stand
+        get_output().warn(f"non-LLM metrics skipped: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
+        return []
     by_id = b.by_id()
     pairs = []
     for (rid, s) in sorted(records):
@@ -121,13 +145,7 @@ def evaluate_judgments(
     md = titled_table(rows, title)
     nl_rows: list[dict[str, Any]] = []
     if nonllm:
-        try:
-            nl_rows = nonllm_table(jdir, records, bench, use_ocr)
-        except (DataError, UsageError) as exc:  # the images moved: the judge scores still stand
-            from affectkit.core.output import get_output
-
-            get_output().warn(f"non-LLM metrics skipped: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
-            nl_rows = []
+        nl_rows = nonllm_table(jdir, records, bench, use_ocr)
         if nl_rows:
             md += "\n" + titled_table(nl_rows, "Non-LLM metrics (mean per system over judged pairs)")
             buf = io.StringIO()

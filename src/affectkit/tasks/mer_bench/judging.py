@@ -7,11 +7,14 @@ Run directory::
     OUT/pruning.json     rows dropped for missing files, per system
     OUT/plan.json        the sampling plan: view, strata, runs -> [[id, system], ...]
     OUT/judgments.jsonl  one record per unique (id, system): a judgment or a failure record
-    OUT/ledger.json      calls, HTTP attempts, cache hits, tokens and cost per judge model
+    OUT/ledger.json      calls, HTTP attempts, cache hits, tokens and cost of the whole run (every
+                     record of judgments.jsonl, so it counts across --resume and kills)
 
 Each finished record is written to the cache (committed) and appended to judgments.jsonl (fsynced)
 before the next one, so a killed run loses at most the in-flight requests; ``--resume`` skips every
-recorded pair and takes cached ones from the cache without a call.
+recorded pair and takes cached ones from the cache without a call. ``judge.deadline_s`` stops the
+run cleanly at a wall-clock limit: the in-flight requests are given up, what was recorded stays, and
+``--resume`` continues. Every image is checked to be one before the first request.
 """
 
 from __future__ import annotations
@@ -27,12 +30,12 @@ from typing import Any
 
 from affectkit.core.cache import task_cache
 from affectkit.core.config import to_yaml
-from affectkit.core.errors import UsageError
+from affectkit.core.errors import DataError, UsageError
 from affectkit.core.output import Output, get_output
 from affectkit.core.runs import RunDir, atomic_write_json, atomic_write_text
 from affectkit.tasks.mer_bench.backends import JudgeBackend, Outcome, Sample
 from affectkit.tasks.mer_bench.config import JudgeConfig
-from affectkit.tasks.mer_bench.data import FACTORS, Bench, filter_rows, load_bench
+from affectkit.tasks.mer_bench.data import FACTORS, Bench, check_image, filter_rows, load_bench
 from affectkit.tasks.mer_bench.judge_cache import JudgeCache, cache_key, sha256_file
 from affectkit.tasks.mer_bench.prompts import SYSTEM_PROMPT, user_text
 from affectkit.tasks.mer_bench.schema import SCHEMA_NAME, judgment_schema, schema_hash
@@ -83,6 +86,17 @@ def draw_runs(rows: list[dict[str, str]], systems: list[str], view: str, runs: i
             for s, q in zip(systems, allocate_quota(sample, len(systems), rng), strict=False):
                 pairs.extend((r["id"], s) for r in sample_rows(rows, q, rng))
             plan.append(pairs)
+    return plan
+
+
+def _read_plan(path: Path) -> dict[str, Any]:
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(path, f"invalid JSON ({getattr(exc, 'msg', exc)})",
+                        "the run directory was damaged: start again with --overwrite") from None
+    if not isinstance(plan, dict):
+        raise DataError(path, "expected a JSON object (the sampling plan)")
     return plan
 
 
@@ -154,17 +168,48 @@ def sample_key(backend: JudgeBackend, cfg: JudgeConfig, sample: Sample, hashes: 
 # ---- the run -----------------------------------------------------------------------------------
 
 
+RECORD_FIELDS: tuple[str, ...] = ("key", "id", "system", "status")
+
+
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """Records of judgments.jsonl; a last line cut by a kill is dropped."""
+    """Records of judgments.jsonl; a last line cut by a kill is dropped, any other damaged line is a
+    DataError naming the file and the line (it would otherwise be lost without a word)."""
     if not path.is_file():
         return []
+    lines = path.read_bytes().split(b"\n")
+    hint = "the file was damaged or edited: restore it, or start the run again with --overwrite"
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for i, raw in enumerate(lines):
+        if not raw.strip():
+            continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
+            rec = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            if not any(rest.strip() for rest in lines[i + 1 :]):
+                break  # the last line, cut by a kill
+            raise DataError(path, f"line {i + 1}: invalid JSON", hint) from None
+        if not isinstance(rec, dict) or any(f not in rec for f in RECORD_FIELDS):
+            raise DataError(path, f"line {i + 1}: not a judgment record (needs {', '.join(RECORD_FIELDS)})", hint)
+        records.append(rec)
     return records
+
+
+def first_failure(records: list[dict[str, Any]]) -> str | None:
+    """One line on the first failure record: its kind and what went wrong."""
+    for r in records:
+        if r.get("status") == "ok":
+            continue
+        why = ""
+        errors = r.get("errors") or []
+        if errors and isinstance(errors[0], dict):
+            why = str(errors[0].get("message", ""))
+        log = r.get("attempt_log") or []
+        if not why and log and isinstance(log[-1], dict):
+            why = str(log[-1].get("detail", ""))
+        kind = r.get("error_kind") or "unknown"
+        text = f"{kind}: {why}" if why else str(kind)
+        return " ".join(text.split())[:300] + f" (id {r.get('id')!r}, system {r.get('system')!r})"
+    return None
 
 
 class Ledger:
@@ -190,6 +235,14 @@ class Ledger:
             d["cost_usd"] += cost_usd(out.usage, self.prices)
 
 
+def ledger_of(records: list[dict[str, Any]], prices: dict[str, float] | None) -> dict[str, Any]:
+    """The ledger of a run from its records: every call it made, across --resume and kills."""
+    ledger = Ledger(prices)
+    for rec in records:
+        ledger.add(Outcome.from_dict(rec), bool(rec.get("cached")))
+    return ledger.data
+
+
 def _append(fh: Any, record: dict[str, Any], fsync: bool = False) -> None:
     """One line per record, flushed to the OS at once (a killed process loses nothing it wrote);
     ``fsync`` also forces it to disk (power loss), at a cost per record."""
@@ -212,6 +265,7 @@ def judge(
     output: Output | None = None,
 ) -> dict[str, Any]:
     """Judge a benchmark; returns the summary (also written to OUT/ledger.json)."""
+    started = time.monotonic()
     output = output or get_output()
     if cfg.concurrency < 1:
         raise UsageError(f"--concurrency {cfg.concurrency}: must be at least 1")
@@ -238,6 +292,12 @@ def judge(
     by_id = b.by_id()
     samples = [Sample(by_id[rid], s, b.src_path(by_id[rid]), b.gen_path(s, by_id[rid]), b.captions[s].get(by_id[rid]["gen_id"]))
                for rid, s in unique]
+    checked: set[Path] = set()
+    for smp in samples:  # nothing but images ever reaches a judge
+        for p in (smp.src_path, smp.gen_path):
+            if p not in checked:
+                check_image(p)
+                checked.add(p)
     backend = make_backend(cfg, seed=cfg.seed)
     cache = JudgeCache(cfg.cache or default_cache_path()) if cfg.use_cache else None
     hashes: dict[Path, str] = {}
@@ -263,7 +323,7 @@ def judge(
     done: dict[str, dict[str, Any]] = {}
     if resume:
         old_plan = run.path / PLAN
-        if old_plan.is_file() and json.loads(old_plan.read_text())["strata"] != plan["strata"]:
+        if old_plan.is_file() and _read_plan(old_plan).get("strata") != plan["strata"]:
             raise UsageError(f"{run.path}: the sampling plan differs from the interrupted run",
                              "resume with the same benchmark, systems, view, runs, sample and seed")
         records = read_records(jpath)
@@ -279,9 +339,9 @@ def judge(
     atomic_write_json(run.path / PLAN, plan)
 
     prices = backend.prices
-    ledger = Ledger(prices)
+    ledger = Ledger(prices)  # this session's, for the progress bar; ledger.json counts every record
     ledger_path = run.path / "ledger.json"
-    prior = json.loads(ledger_path.read_text()) if resume and ledger_path.is_file() else None
+    stopped: str | None = None
     todo: list[tuple[Sample, str]] = []
     recorded = 0
     t0 = time.perf_counter()
@@ -310,14 +370,20 @@ def judge(
                 else:
                     todo.append((s, k))
 
+            def past_deadline() -> bool:
+                return cfg.deadline_s > 0 and time.monotonic() - started >= cfg.deadline_s
+
             async def main() -> None:
                 # a local model generates one sample at a time; HTTP judges fan out
                 sem = asyncio.Semaphore(1 if backend.kind == "hf" else cfg.concurrency)
-                nonlocal recorded
+                nonlocal recorded, stopped
 
                 async def one(s: Sample, k: str) -> None:
-                    nonlocal recorded
+                    nonlocal recorded, stopped
                     async with sem:
+                        if past_deadline():  # not started: left for --resume
+                            stopped = "deadline"
+                            return
                         outcome = await backend.judge(s)
                     if cache is not None:
                         cache.put(k, outcome.to_dict(), is_error=outcome.status != "ok")
@@ -325,7 +391,18 @@ def judge(
                     recorded += 1
                     bar.advance(status=f"failures {ledger.data['failures']}")
 
-                await asyncio.gather(*(one(s, k) for s, k in todo))
+                tasks = [asyncio.create_task(one(s, k)) for s, k in todo]
+                timeout = None if cfg.deadline_s <= 0 else max(0.0, cfg.deadline_s - (time.monotonic() - started))
+                finished, pending = await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_EXCEPTION)
+                for t in pending:  # the deadline (or another task's error) gives up on the requests in flight
+                    t.cancel()
+                if pending:
+                    await asyncio.gather(*pending, return_exceptions=True)
+                for t in finished:
+                    if not t.cancelled() and t.exception() is not None:
+                        raise t.exception()  # type: ignore[misc]
+                if pending:
+                    stopped = "deadline"
 
             try:
                 if todo:
@@ -336,12 +413,8 @@ def judge(
                 if cache is not None:
                     cache.close()
     elapsed = time.perf_counter() - t0
-    led = ledger.data
-    if prior:
-        for k in ("samples", "calls", "http_attempts", "cache_hits", "failures", "input_tokens", "cached_tokens",
-                  "output_tokens", "cost_usd"):
-            led[k] = led[k] + prior.get(k, 0)
     records = read_records(jpath)
+    led = ledger_of(records, prices)
     n_ok = sum(r["status"] == "ok" for r in records)
     kinds: dict[str, int] = {}
     for r in records:
@@ -350,10 +423,14 @@ def judge(
     summary = {
         "run_dir": str(run.path), "judge": backend.identity, "systems": b.systems, "view": cfg.view,
         "rows": len(rows), "pruned": rep["dropped"], "unique_pairs": len(samples), "n_ok": n_ok,
-        "n_total": len(records), "failure_kinds": kinds, "ledger": led, "elapsed_s": round(elapsed, 3),
+        "n_total": len(records), "failure_kinds": kinds, "first_failure": first_failure(records), "ledger": led,
+        "elapsed_s": round(elapsed, 3), "stopped": stopped, "not_judged": len(samples) - len(records),
         "price_per_1m": prices, "config": asdict(cfg),
     }
     atomic_write_json(ledger_path, led)
     if led["failures"] and not resume:
         output.warn(f"{led['failures']} sample(s) ended as failure records: {kinds}")
+    if stopped == "deadline":
+        output.warn(f"deadline of {cfg.deadline_s:g} s reached: {len(records)} of {len(samples)} pairs recorded, "
+                    f"{len(samples) - len(records)} left; continue with --resume --out {run.path}")
     return summary

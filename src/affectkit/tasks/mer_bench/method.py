@@ -1,8 +1,10 @@
 """MER-Bench's scoring method (the paper's formulas), free of I/O.
 
-Per judged sample: six Likert scores (value if an integer in 1..5), layout consistency (1 if
-``consistent is True``) and the target hit (1 if the judge's label equals ``tgt_emo``). An invalid
-Likert field is *missing* (None), or 0.0 with ``zero_fill`` as in the reference.
+Per judged sample: six Likert scores (value if a number in 1..5, booleans excluded), layout
+consistency (1 if ``consistent is True``) and the target hit (1 if the judge's label equals
+``tgt_emo``). An invalid Likert field is *missing* (None). With ``zero_fill`` the reference's
+extraction is reproduced exactly: an invalid field counts 0.0, and a boolean is the number it is in
+Python (``true`` counts 1.0, ``false`` 0.0).
 
 Composites, from unitised run-level means, with u(x) = clamp((x - 1) / 4, 0, 1) for Likert means and
 rates clamped to [0, 1]:
@@ -36,12 +38,13 @@ def _get(obj: Any, block: str, name: str) -> Any:
 
 
 def extract_metrics(judgment: dict[str, Any], tgt_emo: str, zero_fill: bool = False) -> dict[str, float | None]:
-    """The eight per-sample metrics; an invalid Likert value is None (or 0.0 with ``zero_fill``)."""
+    """The eight per-sample metrics; an invalid Likert value is None, or with ``zero_fill`` (the
+    reference's extraction) 0.0, a boolean then counting as the number it is (``True`` = 1.0)."""
     out: dict[str, float | None] = {}
     for short, (block, name, kind) in METRICS.items():
         v = _get(judgment, block, name)
         if kind == "likert":
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and 1 <= float(v) <= 5
+            ok = isinstance(v, (int, float)) and (zero_fill or not isinstance(v, bool)) and 1 <= float(v) <= 5
             out[short] = float(v) if ok else (0.0 if zero_fill else None)
         elif kind == "rate":
             out[short] = 1.0 if v is True else 0.0

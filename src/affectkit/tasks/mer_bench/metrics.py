@@ -4,8 +4,12 @@ Judge scores (``score_plan``): per run, the mean of each per-sample metric (``me
 over the usable judgments of a group (a system in the model view, all systems pooled in the factor
 view), unitised and turned into the composites (``method.composites``); then mean, sample std and
 the reference's order-statistic 95 % interval over runs, with coverage (``n_ok/n_total``, failure
-kinds, missing fields). Failure records are excluded; with ``compat`` the reference's extraction is
-reproduced (zero-fill, and records that parsed and broke only ranges/types are scored).
+kinds, missing fields). Failure records are excluded, and a run with no usable judgment has no
+score (it is left out of the mean over runs). With ``compat`` the reference (``main.py`` and
+``results/table_2.py`` of the MER-Bench repository) is reproduced exactly: every reply that parsed
+is scored whatever rule it broke (``other_emotion``, ranges, types), an invalid Likert field counts
+0.0 and a boolean counts as the number it is (``true`` = 1), and a run with no usable judgment
+records 0.0 for every metric.
 
 Deterministic metrics that need no judge model (spec B9.4):
 
@@ -32,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from affectkit.components.sentiment import vader_compound
+from affectkit.core.errors import DataError
 from affectkit.tasks.mer_bench.method import (
     COLUMNS,
     COMPOSITES,
@@ -127,10 +132,18 @@ def caption_fidelity(caption: str, reference: str) -> dict[str, float]:
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
-    from PIL import Image
+    """The image as float RGB; a file PIL cannot decode is a DataError naming it."""
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.float64)
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.float64)
+    except UnidentifiedImageError:
+        raise DataError(path, "not an image (PIL cannot identify its format)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        if isinstance(exc, OSError) and not Path(path).is_file():
+            raise
+        raise DataError(path, f"corrupt image ({type(exc).__name__}: {exc})", "replace the file or remove its row") from None
 
 
 def to_grey(rgb: np.ndarray) -> np.ndarray:
@@ -321,8 +334,8 @@ def nonllm_rows(pairs: list[tuple[str, dict[str, Any]]], systems: list[str]) -> 
 # ---- judge scores ------------------------------------------------------------------------------
 
 
-def _mean(xs: list[float]) -> float:
-    return float(np.mean(xs)) if xs else float("nan")
+def _mean(xs: list[float], empty: float = float("nan")) -> float:
+    return float(np.mean(xs)) if xs else empty
 
 
 def summarise(values: list[float]) -> dict[str, float]:
@@ -339,8 +352,11 @@ def summarise(values: list[float]) -> dict[str, float]:
     }
 
 
-def _run_scores(items: list[dict[str, float | None]], alpha: float, soft_floor: float, gm_floor: float) -> dict[str, float]:
-    means = {k: _mean([x[k] for x in items if x[k] is not None]) for k in METRICS}
+def _run_scores(items: list[dict[str, float | None]], alpha: float, soft_floor: float, gm_floor: float,
+                compat: bool = False) -> dict[str, float]:
+    # the reference's mean of no value is 0.0: with compat a run with no usable judgment scores 0
+    empty = 0.0 if compat else float("nan")
+    means = {k: _mean([x[k] for x in items if x[k] is not None], empty) for k in METRICS}
     if any(math.isnan(v) for v in means.values()):
         return {**{k: float("nan") for k in METRICS}, **{k: float("nan") for k in COMPOSITES}, "Overall_product": float("nan"),
                 **{f"raw_{k}": v for k, v in means.items()}}
@@ -349,12 +365,13 @@ def _run_scores(items: list[dict[str, float | None]], alpha: float, soft_floor: 
 
 
 def _usable(rec: dict[str, Any], compat: bool) -> dict[str, Any] | None:
+    """The judgment a record contributes: a valid one; with ``compat`` also any reply that parsed to
+    an object, whatever rule it broke (the reference scores every reply ``json.loads`` accepts,
+    ``other_emotion`` violations included: its post-validation only flags them)."""
     if rec["status"] == "ok" and isinstance(rec.get("judgment"), dict):
         return rec["judgment"]
     if compat and isinstance(rec.get("parsed"), dict):
-        codes = {e.get("code") for e in rec.get("errors", [])}
-        if "other_emotion" not in codes:
-            return rec["parsed"]
+        return rec["parsed"]
     return None
 
 
@@ -398,7 +415,7 @@ def score_plan(plan: dict[str, Any], records: dict[tuple[str, str], dict[str, An
                         cov["missing"][k] += v is None
                 items[g].append(m)
             for g in groups:
-                per_run[g].append(_run_scores(items[g], alpha, soft_floor, gm_floor))
+                per_run[g].append(_run_scores(items[g], alpha, soft_floor, gm_floor, compat))
         summary = {}
         for g in groups:
             keys = list(per_run[g][0]) if per_run[g] else []

@@ -1,22 +1,32 @@
 """The ``openai`` judge: any OpenAI-compatible chat-completions server, async with bounded concurrency.
 
-Requests are blocking ``urllib`` calls run in a thread pool sized to the concurrency and awaited from
-asyncio behind a semaphore (stdlib only, HTTPS and proxies included). Retries: connection errors,
-timeouts, HTTP 408/409/429/5xx (``Retry-After`` honoured, capped), a truncated or empty reply (the
-token budget doubles) and, unless switched off, replies that fail parsing or validation.
+Requests are blocking ``urllib`` calls, each in a daemon thread awaited from asyncio behind the run's
+semaphore (stdlib only, HTTPS and proxies included); a call given up on (the sample's time budget,
+the run's deadline) never holds the process open. Timeouts: ``openai.connect_timeout_s`` to connect,
+``openai.read_timeout_s`` for each wait on the server's answer, and ``judge.sample_timeout_s`` over
+all attempts and waits of one sample, so a server that accepts connections and never answers costs
+at most that per sample; after three such samples with no answer at all the run stops (RunFailure,
+``--resume`` continues). Retries: connection errors, timeouts, HTTP 408/409/429/5xx
+(``Retry-After`` honoured, capped), a truncated or empty reply (the token budget doubles) and,
+unless switched off, replies that fail parsing or validation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
+import functools
+import http.client
 import json
 import os
 import random
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any
 
 from affectkit.core.errors import RunFailure, UsageError
@@ -27,6 +37,7 @@ from affectkit.tasks.mer_bench.schema import SCHEMA_NAME, judgment_schema
 
 RETRY_STATUS = {408, 409, 429}
 FATAL_STATUS = {401, 403, 404}
+SILENT_SAMPLES = 3  # samples timed out with no answer at all from the server: the run stops (RunFailure)
 
 
 def parse_retry_after(value: str | None, cap: float) -> float | None:
@@ -104,6 +115,102 @@ def message_text(message: dict[str, Any]) -> str | None:
     return content if isinstance(content, str) else None
 
 
+class _ReadTimeout:
+    """Connects within ``timeout`` (the connect timeout; for HTTPS the TLS handshake too), then waits
+    up to ``read_timeout`` per read."""
+
+    sock: Any
+
+    def __init__(self, *args: Any, read_timeout: float | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.read_timeout = read_timeout
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        self.sock.settimeout(self.read_timeout)
+
+
+class _TimedHTTPConnection(_ReadTimeout, http.client.HTTPConnection):
+    pass
+
+
+class _TimedHTTPSConnection(_ReadTimeout, http.client.HTTPSConnection):
+    pass
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, read_timeout: float):
+        super().__init__()
+        self.connection = functools.partial(_TimedHTTPConnection, read_timeout=read_timeout)
+
+    def http_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(self.connection, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, read_timeout: float):
+        super().__init__()
+        self.connection = functools.partial(_TimedHTTPSConnection, read_timeout=read_timeout)
+
+    def https_open(self, req: urllib.request.Request) -> Any:
+        kwargs: dict[str, Any] = {"context": self._context}  # type: ignore[attr-defined]
+        if hasattr(self, "_check_hostname"):  # Python < 3.12
+            kwargs["check_hostname"] = self._check_hostname
+        return self.do_open(self.connection, req, **kwargs)
+
+
+def timed_opener(read_timeout: float) -> urllib.request.OpenerDirector:
+    """A urllib opener (proxies from the environment as usual) whose connections wait at most
+    ``read_timeout`` seconds for each read; ``open(req, timeout=CONNECT)`` bounds the connect."""
+    return urllib.request.build_opener(_HTTPHandler(read_timeout), _HTTPSHandler(read_timeout))
+
+
+def check_base_url(base_url: str) -> urllib.parse.SplitResult:
+    """The parsed server URL, or a UsageError naming --base-url (scheme, host, port 1-65535)."""
+    where = f"--base-url {base_url!r} (judge.openai.base_url)"
+    example = "for example http://127.0.0.1:8000/v1"
+    if any(ch.isspace() or ord(ch) < 32 for ch in base_url):
+        raise UsageError(f"{where}: holds whitespace or a control character", example)
+    u = urllib.parse.urlsplit(base_url)
+    if u.scheme not in ("http", "https"):
+        raise UsageError(f"{where} is not an http(s) URL", example)
+    try:
+        port = u.port
+    except ValueError:
+        raise UsageError(f"{where}: the port is not a number from 1 to 65535", example) from None
+    if port == 0:
+        raise UsageError(f"{where}: the port is not a number from 1 to 65535", example)
+    if not u.hostname:
+        raise UsageError(f"{where}: no host name", example)
+    return u
+
+
+def _in_daemon_thread(fn: Callable[[], Any]) -> asyncio.Future[Any]:
+    """``fn()`` in a daemon thread, as an awaitable: giving up on it (cancel, timeout) neither waits
+    for the thread nor keeps the process alive at exit."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[Any] = loop.create_future()
+
+    def deliver(result: Any, exc: BaseException | None) -> None:
+        if fut.done():  # given up on meanwhile
+            return
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
+
+    def work() -> None:
+        try:
+            result, exc = fn(), None
+        except BaseException as e:  # noqa: BLE001 - handed to the awaiting coroutine
+            result, exc = None, e
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits for this answer any more
+            loop.call_soon_threadsafe(deliver, result, exc)
+
+    threading.Thread(target=work, name="judge-http", daemon=True).start()
+    return fut
+
+
 class OpenAIBackend:
     kind = "openai"
 
@@ -112,13 +219,14 @@ class OpenAIBackend:
             raise UsageError("--judge openai needs a model name", "pass --model NAME (as the server lists it under /v1/models)")
         self.cfg = cfg
         self.oc = cfg.openai
+        check_base_url(self.oc.base_url)
         self.url = self.oc.base_url.rstrip("/") + "/chat/completions"
-        if not self.url.startswith(("http://", "https://")):
-            raise UsageError(f"--base-url {self.oc.base_url!r} is not an http(s) URL", "for example http://127.0.0.1:8000/v1")
         self.schema = judgment_schema(cfg.rationale_first)
         self.prices = price_table(self.oc.price_input, self.oc.price_cached_input, self.oc.price_output, self.oc.model)
         self._rng = random.Random(seed)
-        self._pool: ThreadPoolExecutor | None = None
+        self._opener = timed_opener(self.oc.read_timeout_s)
+        self._answered = False  # has the server answered any request of this run (any status)?
+        self._silent = 0  # samples that ended in a timeout while it has answered none
 
     @property
     def identity(self) -> str:
@@ -135,14 +243,13 @@ class OpenAIBackend:
     def preflight(self) -> None:
         """Fail at once, not after every sample's retries, when nothing listens at the base URL."""
         import socket
-        import urllib.parse
 
         u = urllib.parse.urlsplit(self.url)
         port = u.port or (443 if u.scheme == "https" else 80)
         if os.environ.get("HTTPS_PROXY") or os.environ.get("HTTP_PROXY") or os.environ.get("https_proxy") or os.environ.get("http_proxy"):
             return  # the proxy decides reachability
         try:
-            with socket.create_connection((u.hostname or "", port), timeout=min(10.0, self.oc.timeout_s)):
+            with socket.create_connection((u.hostname or "", port), timeout=self.oc.connect_timeout_s):
                 pass
         except OSError as exc:
             raise RunFailure(f"cannot connect to {u.scheme}://{u.hostname}:{port} ({exc.strerror or exc})",
@@ -156,7 +263,7 @@ class OpenAIBackend:
             headers["Authorization"] = f"Bearer {key}"
         req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(req, timeout=self.oc.timeout_s) as resp:
+            with self._opener.open(req, timeout=self.oc.connect_timeout_s) as resp:
                 return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
         except urllib.error.HTTPError as exc:
             data = exc.read() if exc.fp is not None else b""
@@ -183,11 +290,32 @@ class OpenAIBackend:
             body["response_format"] = {"type": "json_object"}
         return body
 
+    def _backoff(self, attempt: int) -> float:
+        return backoff_delay(attempt, self.cfg.backoff_base_s, self.cfg.backoff_cap_s, self._rng)
+
+    async def _wait(self, seconds: float, t0: float) -> bool:
+        """Sleep before the next attempt; False (no sleep) when that would pass the sample's budget."""
+        if time.monotonic() - t0 + seconds >= self.cfg.sample_timeout_s:
+            return False
+        await asyncio.sleep(seconds)
+        return True
+
     async def judge(self, sample: Sample) -> Outcome:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=max(1, self.cfg.concurrency), thread_name_prefix="judge-http")
-        loop = asyncio.get_running_loop()
+        out = await self._judge(sample)
+        if out.status != "ok" and out.error_kind in ("timeout", "read_timeout") and not self._answered:
+            self._silent += 1
+            if self._silent >= SILENT_SAMPLES:  # the next samples would wait just as long for nothing
+                raise RunFailure(
+                    f"{self.url} accepted connections but answered none of the requests of {self._silent} samples "
+                    f"({out.error_kind}: {out.errors[0]['message'] if out.errors else ''})",
+                    "check that the server is up and serving --model, or raise judge.openai.read_timeout_s and "
+                    "judge.sample_timeout_s for a slow model; --resume continues")
+        return out
+
+    async def _judge(self, sample: Sample) -> Outcome:
         cfg = self.cfg
+        budget = cfg.sample_timeout_s
+        t0 = time.monotonic()
         out = Outcome(status="failed")
         max_tokens = self.oc.max_tokens
         for attempt in range(cfg.max_attempts):
@@ -196,47 +324,53 @@ class OpenAIBackend:
             out.attempts = attempt + 1
             wait: float | None = None
             entry: dict[str, Any] = {"attempt": attempt + 1}
+            call = _in_daemon_thread(functools.partial(self._post, body))
             try:
-                status, headers, data = await loop.run_in_executor(self._pool, self._post, body)
-                out.http_calls += 1
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-                out.http_calls += 1
-                reason = getattr(exc, "reason", exc)
-                entry.update(kind="connection", detail=f"{type(exc).__name__}: {reason}")
-                out.attempt_log.append(entry)
-                out.error_kind, out.raw_text = "connection", None
-                await asyncio.sleep(backoff_delay(attempt, cfg.backoff_base_s, cfg.backoff_cap_s, self._rng))
+                finished, _ = await asyncio.wait({call}, timeout=max(0.0, budget - (time.monotonic() - t0)))
+            except asyncio.CancelledError:  # the run's deadline: nobody will read this answer
+                call.cancel()
+                raise
+            out.http_calls += 1
+            if not finished:  # the sample's time is up: give up on this call (its thread ends on its own)
+                call.cancel()
+                _failure(out, entry, "timeout", f"no answer within the sample's budget of {budget:g} s (judge.sample_timeout_s)")
+                return out
+            try:
+                status, headers, data = call.result()
+                self._answered = True
+            except (urllib.error.URLError, ConnectionError, OSError, http.client.HTTPException) as exc:
+                if isinstance(exc, TimeoutError):  # connected, then the server did not answer in time
+                    kind, detail = "read_timeout", f"no answer within {self.oc.read_timeout_s:g} s (judge.openai.read_timeout_s)"
+                else:
+                    kind, detail = "connection", f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+                entry["detail"] = detail
+                _failure(out, entry, kind, detail)
+                if not await self._wait(self._backoff(attempt), t0):
+                    return out
                 continue
             text_body = data.decode("utf-8", errors="replace")
             entry["status"] = status
             if status in RETRY_STATUS or status >= 500:
-                entry["kind"] = f"http_{status}"
-                out.error_kind, out.raw_text = entry["kind"], text_body[:2000]
+                _failure(out, entry, f"http_{status}", _http_hint(status, text_body), text_body[:2000], code="http")
                 wait = parse_retry_after(headers.get("retry-after"), cfg.backoff_cap_s)
                 entry["retry_after"] = wait
-                out.attempt_log.append(entry)
-                if wait is None:
-                    wait = backoff_delay(attempt, cfg.backoff_base_s, cfg.backoff_cap_s, self._rng)
-                await asyncio.sleep(wait)
+                if not await self._wait(self._backoff(attempt) if wait is None else wait, t0):
+                    return out
                 continue
             if status in FATAL_STATUS:  # wrong key, URL or model: every other sample would fail the same way
                 raise RunFailure(f"{self.url} answered {_http_hint(status, text_body)}",
                                  "check --base-url, --model and the key variable named by --api-key-env")
             if status >= 400:  # this request will never be accepted: record it and go on
-                entry["kind"] = f"http_{status}"
-                out.attempt_log.append(entry)
-                out.error_kind, out.raw_text = entry["kind"], text_body[:2000]
-                out.errors = [{"code": "http", "where": "request", "message": _http_hint(status, text_body)}]
+                _failure(out, entry, f"http_{status}", _http_hint(status, text_body), text_body[:2000], code="http")
                 return out
             try:
                 resp = json.loads(text_body)
                 choice = resp["choices"][0]
                 message = choice.get("message") or {}
             except (json.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
-                entry["kind"] = "bad_response"
-                out.attempt_log.append(entry)
-                out.error_kind, out.raw_text = "bad_response", text_body[:2000]
-                await asyncio.sleep(backoff_delay(attempt, cfg.backoff_base_s, cfg.backoff_cap_s, self._rng))
+                _failure(out, entry, "bad_response", "not a chat-completions answer", text_body[:2000])
+                if not await self._wait(self._backoff(attempt), t0):
+                    return out
                 continue
             usage = read_usage(resp.get("usage"))
             for k, v in usage.items():
@@ -245,11 +379,11 @@ class OpenAIBackend:
             finish = choice.get("finish_reason")
             entry["finish_reason"] = finish
             if finish == "length" or not (text or "").strip():
+                _failure(out, entry, "truncated", f"reply {'cut at the token budget' if finish == 'length' else 'empty'}", text)
                 entry["kind"] = "truncated" if finish == "length" else "empty"
-                out.attempt_log.append(entry)
-                out.error_kind, out.raw_text = "truncated", text
                 max_tokens = min(self.oc.max_tokens_cap, max_tokens * 2)
-                await asyncio.sleep(backoff_delay(attempt, cfg.backoff_base_s, cfg.backoff_cap_s, self._rng))
+                if not await self._wait(self._backoff(attempt), t0):
+                    return out
                 continue
             check = check_reply(text)
             out.raw_text = text
@@ -265,13 +399,21 @@ class OpenAIBackend:
             out.error_kind, out.errors, out.parsed = check.kind, check.errors, check.obj
             if not cfg.retry_invalid:
                 return out
-            await asyncio.sleep(backoff_delay(attempt, cfg.backoff_base_s, cfg.backoff_cap_s, self._rng))
+            if not await self._wait(self._backoff(attempt), t0):
+                return out
         return out
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        pass  # nothing held: a request still running is a daemon thread that ends with its timeouts
+
+
+def _failure(out: Outcome, entry: dict[str, Any], kind: str, message: str, raw_text: str | None = None,
+             code: str | None = None) -> None:
+    """Log a failed attempt and make it the sample's failure so far."""
+    entry["kind"] = kind
+    out.attempt_log.append(entry)
+    out.error_kind, out.raw_text = kind, raw_text
+    out.errors = [{"code": code or kind, "where": "request", "message": message}]
 
 
 def _http_hint(status: int, body: str) -> str:
