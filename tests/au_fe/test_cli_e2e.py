@@ -7,40 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+from tests.au_fe.conftest import TINY, face_video
 from tests.cli.helpers import invoke, json_lines, run_cli
 from tests.conftest import subprocess_env
-
-TINY = ["--set", "data.image_size=32", "--set", "data.n_frames=8", "--set", "model.moe_hidden=32",
-        "--set", "model.fe_mlp=64", "--set", "model.fe_heads=4", "--set", "model.tiny_width=32",
-        "--set", "model.tiny_layers=2", "--set", "train.batch_size=2", "--set", "train.eval_every=0",
-        "--set", "train.checkpoint_every=0"]
-
-
-@pytest.fixture(scope="module")
-def quick_data(tmp_path_factory):
-    from affectkit.tasks.au_fe import synth
-
-    out = tmp_path_factory.mktemp("aufe") / "data"
-    out.mkdir()
-    synth.make(out, seed=0, quick=True)
-    return out
-
-
-def _video(path, frames=20, size=96):
-    import cv2
-
-    from affectkit.tasks.au_fe.synth import AUS, _identity, render
-
-    rng = np.random.default_rng(0)
-    ident = _identity(rng, "fe")
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (size, size))
-    for k in range(frames):
-        img = render(ident, {12: min(1.0, k / 10)}, size, rng, 0.0, 1.0, 2.0, (0.0, 0.0))
-        w.write(img[:, :, ::-1])
-    w.release()
-    assert AUS
 
 
 def test_data_make_writes_bp4d_and_dfew_layouts(quick_data):
@@ -64,7 +34,7 @@ def test_train_evaluate_predict(quick_data, tmp_path):
     assert json_lines(ev.stdout)[-1]["metrics"]["fe_war"] == pytest.approx(final["metrics"]["fe_war"])
 
     video = tmp_path / "face.avi"
-    _video(video)
+    face_video(video)
     pr = invoke("predict", "au-fe", str(video), "--run", str(run), "--checkpoint", "last", "--format", "csv")
     assert pr.exit_code == 0, pr.stderr
     rows = list(csv.DictReader(io.StringIO(pr.stdout)))

@@ -48,15 +48,27 @@ class AUFETask(LoopTask):
         return make(out, seed, quick)
 
     def resolve_config(self, cfg: AUFEConfig, data_dir: Path) -> AUFEConfig:
-        """``model.vision: embedded`` -> the embedded benchmark's pretrained tower (trained on first use)."""
-        if cfg.model.vision != "embedded":
-            return cfg
-        from dataclasses import replace
+        """Check every input first (options that depend on each other, both datasets: roots, label files,
+        a clip per split; local model paths), then ``model.vision: embedded`` -> the pretrained tiny tower, trained
+        into the task cache on first use (never into the data directory)."""
+        from affectkit.tasks.au_fe.model import check_config, check_model_paths
+        from affectkit.tasks.au_fe.train import check_data, forget_checked
 
-        from affectkit.tasks.au_fe.pretrain import ensure_pretrained_vision
+        check_config(cfg)
+        check_data(cfg, data_dir)
+        try:
+            check_model_paths(cfg)
+            if cfg.model.vision != "embedded":
+                return cfg
+            from dataclasses import replace
 
-        path = ensure_pretrained_vision(data_dir, image_size=cfg.data.image_size)
-        return replace(cfg, model=replace(cfg.model, vision=str(path)))
+            from affectkit.tasks.au_fe.pretrain import ensure_pretrained_vision
+
+            path = ensure_pretrained_vision(image_size=cfg.data.image_size)
+            return replace(cfg, model=replace(cfg.model, vision=str(path)))
+        except BaseException:
+            forget_checked()  # no build_data follows
+            raise
 
     def configured_data(self, cfg: AUFEConfig) -> Path | None:
         """Both roots set (``--data-au`` and ``--data-fe``): the AU root stands for the dataset."""

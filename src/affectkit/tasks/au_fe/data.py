@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from affectkit.core.errors import DataError
+from affectkit.core.output import get_output
 
 # Subject-exclusive test folds (SSM's split manifests = JAA-Net / ME-GraphAU partitions).
 BP4D_FOLDS = {
@@ -97,6 +98,21 @@ def _frame_index(directory: Path) -> dict[int, Path]:
     return found
 
 
+def _listing(names: list[str], shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+
+
+def report_dropped(dataset: str, unit: str, dropped: list[str], total: int, where: Path) -> None:
+    """Say that ``dropped`` of ``total`` ``unit`` have no frames and are left out: a stderr warning with the
+    count and the first names; when none is left, a DataError naming ``where`` (the frames' folder)."""
+    if not dropped:
+        return
+    if len(dropped) >= total:
+        raise DataError(where, f"{dataset}: none of the {total} {unit} has frames ({_listing(dropped)} missing)",
+                        "check the dataset root and its frame folders")
+    get_output().warn(f"{dataset}: {len(dropped)} of {total} {unit} have no frames ({_listing(dropped)}); left out")
+
+
 def load_bp4d(root: Path, aus: list[int]) -> tuple[list[AUSequence], dict]:
     label_dir = root / "AUCoding" / "AU_OCC"
     if not label_dir.is_dir():
@@ -104,7 +120,9 @@ def load_bp4d(root: Path, aus: list[int]) -> tuple[list[AUSequence], dict]:
     files = sorted(label_dir.glob("*.csv"))
     if not files:
         raise DataError(label_dir, "no <Subj>_<Task>.csv label files")
-    sequences, missing_frames, not_coded = [], 0, 0
+    sequences, missing_frames, not_coded, labelled, gaps = [], 0, 0, 0, 0
+    subjects: dict[str, int] = {}  # subject -> sequences kept
+    empty: list[str] = []          # sequences with no frame at all
     for path in files:
         subject, _, task = path.stem.partition("_")
         if not task:
@@ -122,7 +140,8 @@ def load_bp4d(root: Path, aus: list[int]) -> tuple[list[AUSequence], dict]:
             raise DataError(path, f"no column for AU {', '.join(map(str, absent))}")
         frames_dir = root / "Sequences" / subject / task
         index = _frame_index(frames_dir)
-        ids, paths, labels, masks = [], [], [], []
+        subjects.setdefault(subject, 0)
+        ids, paths, labels, masks, coded = [], [], [], [], 0
         for lineno, row in enumerate(rows[1:], start=2):
             if not row or not row[0].strip():
                 continue
@@ -134,6 +153,7 @@ def load_bp4d(root: Path, aus: list[int]) -> tuple[list[AUSequence], dict]:
             bad = [v for v in values if v not in (0, 1, 9)]
             if bad:
                 raise DataError(path, f"line {lineno}: AU occurrence must be 0, 1 or 9 (not coded), got {bad[0]}")
+            coded += 1
             if frame not in index:
                 missing_frames += 1
                 continue
@@ -147,6 +167,19 @@ def load_bp4d(root: Path, aus: list[int]) -> tuple[list[AUSequence], dict]:
             order = np.argsort(ids)
             sequences.append(AUSequence(subject, f"{subject}_{task}", np.asarray(ids)[order], [paths[i] for i in order],
                                         np.asarray(labels, np.float32)[order], np.asarray(masks, np.float32)[order]))
+            subjects[subject] += 1
+            labelled += coded
+            gaps += coded - len(ids)
+        else:
+            empty.append(f"{subject}_{task}")
+    frames_root = root / "Sequences"
+    gone = [s for s, kept in subjects.items() if not kept]
+    report_dropped("BP4D", "subjects", gone, len(subjects), frames_root)
+    partial = [name for name in empty if name.partition("_")[0] not in gone]
+    of_kept = sum(1 for p in files if p.stem.partition("_")[0] not in gone)
+    report_dropped("BP4D", "sequences", partial, of_kept, frames_root)
+    if gaps:
+        get_output().warn(f"BP4D: {gaps} of {labelled} labelled frames in the kept sequences have no image; left out")
     return sequences, {"sequences": len(sequences), "missing_frames": missing_frames, "not_coded_entries": not_coded}
 
 
@@ -154,8 +187,11 @@ def load_disfa(root: Path, aus: list[int], threshold: int = 2, camera: str = "Le
     label_root = root / "ActionUnit_Labels"
     if not label_root.is_dir():
         raise DataError(label_root, "DISFA label folder not found (expected ActionUnit_Labels/SN001/SN001_au1.txt)")
-    sequences, missing = [], 0
-    for subj_dir in sorted(p for p in label_root.iterdir() if p.is_dir()):
+    sequences, missing, labelled, gone = [], 0, 0, []
+    subject_dirs = sorted(p for p in label_root.iterdir() if p.is_dir())
+    if not subject_dirs:
+        raise DataError(label_root, "no subject folders with labels")
+    for subj_dir in subject_dirs:
         subject = subj_dir.name
         per_au: dict[int, dict[int, int]] = {}
         for au in aus:
@@ -180,24 +216,37 @@ def load_disfa(root: Path, aus: list[int], threshold: int = 2, camera: str = "Le
         index = _frame_index(frames_dir)
         video = root / f"Videos_{camera}Camera" / f"{camera}Video{subject}_comp.avi"
         ids, refs = [], []
+        if not index and not video.is_file():
+            gone.append(subject)  # neither frames nor the video
+            continue
         for f in frame_ids:
             if index:
                 if f not in index:
-                    missing += 1
                     continue
                 refs.append(index[f])
-            elif video.is_file():
-                refs.append((video, f - 1))  # label frames are 1-based
             else:
-                raise DataError(frames_dir, f"no frames for {subject} (nor {video.name})")
+                refs.append((video, f - 1))  # label frames are 1-based
             ids.append(f)
         if not ids:
+            gone.append(subject)
             continue
+        labelled += len(frame_ids)
+        missing += len(frame_ids) - len(ids)
         labels = np.asarray([[1.0 if per_au[a][f] >= threshold else 0.0 for a in aus] for f in ids], np.float32)
         sequences.append(AUSequence(subject, subject, np.asarray(ids), refs, labels, np.ones_like(labels)))
-    if not sequences:
-        raise DataError(label_root, "no subject folders with labels")
+    report_dropped("DISFA", f"subjects ({camera} camera frames or video)", gone, len(subject_dirs), root)
+    if missing:
+        get_output().warn(f"DISFA: {missing} of {labelled} labelled frames in the kept subjects have no image; left out")
     return sequences, {"sequences": len(sequences), "missing_frames": missing}
+
+
+def inside_root(rel: str, source: Path, lineno: int) -> Path:
+    """A path read from a dataset file, refused unless it is relative and stays inside the dataset root."""
+    p = Path(rel)
+    if p.is_absolute() or ".." in p.parts:
+        raise DataError(source, f"line {lineno}: path {rel!r} leaves the dataset root",
+                        "paths in the dataset's files are relative to its root, without '..'")
+    return p
 
 
 def load_ssm_au_manifest(path: Path, root: Path, aus: list[int], kind: str) -> list[AUSequence]:
@@ -205,6 +254,8 @@ def load_ssm_au_manifest(path: Path, root: Path, aus: list[int], kind: str) -> l
     if not path.is_file():
         raise DataError(path, "manifest not found")
     groups: dict[str, list[tuple[int, Path, np.ndarray]]] = {}
+    absent: list[str] = []
+    listed = 0
     for lineno, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
             continue
@@ -224,11 +275,24 @@ def load_ssm_au_manifest(path: Path, root: Path, aus: list[int], kind: str) -> l
                 label = np.asarray([float(x) for x in parts[1:]], np.float32)
             except ValueError:
                 raise DataError(path, f"line {lineno}: labels must be numbers") from None
-        p = Path(rel)
+            bad = [x for x, v in zip(parts[1:], label, strict=True) if v not in (0.0, 1.0)]
+            if bad:
+                raise DataError(path, f"line {lineno}: AU labels must be 0 or 1, got {bad[0]!r}")
+        p = inside_root(rel, path, lineno)
         digits = re.findall(r"\d+", p.stem)
         if not digits:
             raise DataError(path, f"line {lineno}: no frame number in {rel!r}")
+        if not (root / p).is_file():
+            absent.append(rel)
+            continue
         groups.setdefault(str(p.parent), []).append((int(digits[-1]), root / p, label))
+        listed += 1
+    if absent:
+        listed += len(absent)
+        if not groups:
+            raise DataError(root, f"none of the {listed} frames listed in {path.name} exists "
+                                  f"({_listing(absent)} missing)", "paths in the manifest are relative to the dataset root")
+        get_output().warn(f"{path.name}: {len(absent)} of {listed} listed frames do not exist ({_listing(absent)}); left out")
     sequences = []
     for name, items in sorted(groups.items()):
         items.sort(key=lambda x: x[0])
@@ -284,11 +348,22 @@ def _frames_of(directory: Path) -> list[Path]:
 
 
 def _fe_clip(clip_id: str, frame_dir: Path, label: int, source: Path, problems: dict) -> FEClip | None:
+    problems["listed"] = problems.get("listed", 0) + 1
     frames = _frames_of(frame_dir)
     if not frames:
         problems["missing_clips"] = problems.get("missing_clips", 0) + 1
+        problems.setdefault("missing", []).append(clip_id)
         return None
     return FEClip(clip_id, frames, label)
+
+
+def _report_clips(dataset: str, source: Path, frames_root: Path, problems: dict) -> dict:
+    """Warn about the clips of ``source`` that have no frames (a DataError naming ``frames_root`` when
+    none has); the counts stay in the returned problems, the names do not."""
+    missing = problems.pop("missing", [])
+    report_dropped(dataset, f"clips listed in {source.parent.name}/{source.name}", missing,
+                   problems.pop("listed", 0), frames_root)
+    return problems
 
 
 def load_dfew(root: Path, fold: int, split: str, expressions: list[str]) -> tuple[list[FEClip], dict]:
@@ -311,12 +386,12 @@ def load_dfew(root: Path, fold: int, split: str, expressions: list[str]) -> tupl
             name = DFEW_LABELS[official - 1]
             if name not in expressions:
                 continue
-            vid = row["video_name"].strip()
-            vid = f"{int(vid):05d}" if vid.isdigit() else vid
+            vid = (row["video_name"] or "").strip()
+            vid = f"{int(vid):05d}" if vid.isdigit() else str(inside_root(vid, path, lineno))
             clip = _fe_clip(vid, root / "Clip" / "clip_224x224" / vid, expressions.index(name), path, problems)
             if clip:
                 clips.append(clip)
-    return clips, problems
+    return clips, _report_clips("DFEW", path, root / "Clip" / "clip_224x224", problems)
 
 
 def load_ferv39k(root: Path, split: str, expressions: list[str]) -> tuple[list[FEClip], dict]:
@@ -334,10 +409,11 @@ def load_ferv39k(root: Path, split: str, expressions: list[str]) -> tuple[list[F
             raise DataError(path, f"line {lineno}: expected 'Scene/Emotion/id Emotion', got {line!r}")
         name = FERV39K_NAMES[parts[1]]
         if name in expressions:
-            clip = _fe_clip(parts[0], frames_root / parts[0], expressions.index(name), path, problems)
+            rel = inside_root(parts[0], path, lineno)
+            clip = _fe_clip(parts[0], frames_root / rel, expressions.index(name), path, problems)
             if clip:
                 clips.append(clip)
-    return clips, problems
+    return clips, _report_clips("FERV39K", path, frames_root, problems)
 
 
 def _fields(path: Path, n: int, expected: str, what: str):
@@ -363,11 +439,11 @@ def load_mafw(root: Path, fold: int, split: str, expressions: list[str]) -> tupl
         if name not in MAFW_OFFICIAL:
             raise DataError(path, f"line {lineno}: unknown MAFW label {parts[1]!r}")
         if name in expressions:
-            clip_id = Path(parts[0]).stem
+            clip_id = inside_root(parts[0], path, lineno).stem
             clip = _fe_clip(clip_id, root / "data" / "frames" / clip_id, expressions.index(name), path, problems)
             if clip:
                 clips.append(clip)
-    return clips, problems
+    return clips, _report_clips("MAFW", path, root / "data" / "frames", problems)
 
 
 def load_ssm_fe_manifest(path: Path, root: Path, n_classes: int) -> tuple[list[FEClip], dict]:
@@ -380,10 +456,10 @@ def load_ssm_fe_manifest(path: Path, root: Path, n_classes: int) -> tuple[list[F
             raise DataError(path, f"line {lineno}: label {parts[2]!r} is not an integer") from None
         if not 0 <= label < n_classes:
             raise DataError(path, f"line {lineno}: label must be 0-{n_classes - 1}, got {label}")
-        clip = _fe_clip(parts[0], root / parts[0], label, path, problems)
+        clip = _fe_clip(parts[0], root / inside_root(parts[0], path, lineno), label, path, problems)
         if clip:
             clips.append(clip)
-    return clips, problems
+    return clips, _report_clips("manifest", path, root, problems)
 
 
 # ---- sampling -----------------------------------------------------------------------------------

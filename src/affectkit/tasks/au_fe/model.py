@@ -63,6 +63,32 @@ def build_vision_tower(cfg: AUFEConfig, proj_dim: int) -> nn.Module:
     return tower
 
 
+def check_config(cfg: AUFEConfig, text_dim: int | None = None) -> None:
+    """The ranges that depend on two values, before any work (a UsageError naming the option)."""
+    m = cfg.model
+    if m.moe_top_k > m.moe_experts:
+        raise UsageError(f"model.moe_top_k={m.moe_top_k} is above model.moe_experts={m.moe_experts}",
+                         "use at most as many experts per token as there are experts")
+    if m.vision == "tiny" and m.tiny_width % m.tiny_heads:
+        raise UsageError(f"model.tiny_width={m.tiny_width} is not divisible by model.tiny_heads={m.tiny_heads}")
+    if text_dim is None and (not m.use_tsp or m.text == "minilm"):
+        text_dim = 384  # the MiniLM tower's width, and the feature width without TSP
+    if text_dim is not None:
+        for key, heads in (("model.fe_heads", m.fe_heads), ("model.au_heads", m.au_heads)):
+            if text_dim % heads:
+                raise UsageError(f"{key}={heads} does not divide the feature width {text_dim}",
+                                 f"pick a divisor of {text_dim}")
+
+
+def check_model_paths(cfg: AUFEConfig) -> None:
+    """A local vision or text tower the config names is a model directory (a DataError naming it)."""
+    m = cfg.model
+    if m.vision not in ("tiny", "embedded"):
+        local_model_dir(m.vision, hint="model.vision: 'tiny', 'embedded' or a local CLIP checkpoint directory")
+    if m.use_tsp and m.text != "minilm":
+        local_model_dir(m.text, hint="model.text: 'minilm' or a local CLIP / HF text encoder directory")
+
+
 class SSM(nn.Module):
     def __init__(self, cfg: AUFEConfig):
         super().__init__()
@@ -76,8 +102,10 @@ class SSM(nn.Module):
         self.use_tsp = m.use_tsp
         self.use_dpm = m.use_tsp and m.use_dpm and m.branches == "both"
 
+        check_config(cfg)
         self.text = build_text_tower(m.text) if self.use_tsp else None
         dim = self.text.out_dim if self.text is not None else 384
+        check_config(cfg, dim)
         self.vision = build_vision_tower(cfg, dim)
         width = self.vision.config.hidden_size
         n_blocks = len(self.vision.vision_model.encoder.layers)

@@ -4,6 +4,7 @@ evaluation on both test sets."""
 from __future__ import annotations
 
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -81,35 +82,94 @@ def load_fe(cfg: AUFEConfig, root: Path, expressions: list[str]) -> tuple[list[d
     return train, test, {"missing_clips": missing}
 
 
-def build_data(cfg: AUFEConfig, data_dir: Path) -> DataBundle:
+@dataclass
+class Sources:
+    """The clips of both sources, read and checked; ``None`` for a branch the config leaves out."""
+
+    fe_train: list[ds.FEClip] | None = None
+    fe_test: list[ds.FEClip] | None = None
+    au_train: list[ds.AUClip] | None = None
+    au_test: list[ds.AUClip] | None = None
+    info: dict = field(default_factory=dict)
+
+
+def _read_branch(kind: str, root: Path, load, what: str) -> tuple[list, list, dict]:
+    """One source's (train, test, info) from ``load(root)``, refused when the root or either split is empty."""
+    if not root.is_dir():
+        flag = kind.lower()
+        raise DataError(root, f"{kind} dataset root not found", f"pass --data-{flag} DIR (or --data DIR holding {flag}/)")
+    train, test, info = load(root)
+    if not train or not test:
+        raise DataError(root, f"no {what} in the train or test split")
+    return train, test, info
+
+
+def read_sources(cfg: AUFEConfig, data_dir: Path) -> Sources:
+    """Read and check every input the config names: the roots exist, the label files parse, and each
+    split has at least one clip. Drops (subjects or clips without frames) are warned about by the readers."""
     d, m = cfg.data, cfg.model
     if d.au_format in ("disfa", "ssm-disfa") and d.au_vocab == "bp4d":
         raise UsageError("DISFA data with the BP4D AU vocabulary", "add --set data.au_vocab=disfa")
     prior = facs.prior(_vocab(d.au_vocab), _vocab(d.fe_vocab))
     aus, expressions = list(prior.aus), list(prior.expressions)
-    reader = FrameReader(cache=d.cache_frames)
-    info: dict = {}
-    fe_train = fe_test = au_train = au_test = None
+    src = Sources()
     if m.branches in ("both", "fe"):
-        tr, te, fe_info = load_fe(cfg, _root(d.fe_dir, data_dir, "fe"), expressions)
-        if not tr or not te:
-            raise DataError(_root(d.fe_dir, data_dir, "fe"), "no FE clips with frames in the train or test split")
-        keep = ds.labelled_subset(len(tr), d.fe_label_fraction, d.subset_seed, [c.label for c in tr])
-        tr = [tr[i] for i in keep]
-        fe_train = FEClipDataset(tr, d.image_size, d.n_frames, True, d.augment, reader)
-        fe_test = FEClipDataset(te, d.image_size, d.n_frames, False, False, reader)
-        info.update(fe_train=len(tr), fe_test=len(te), **fe_info)
+        src.fe_train, src.fe_test, fe_info = _read_branch(
+            "FE", _root(d.fe_dir, data_dir, "fe"), lambda root: load_fe(cfg, root, expressions), "FE clips with frames")
+        src.info.update(fe_train=len(src.fe_train), fe_test=len(src.fe_test), **fe_info)
     if m.branches in ("both", "au"):
-        tr, te, au_info = load_au(cfg, _root(d.au_dir, data_dir, "au"), aus)
-        if not tr or not te:
-            raise DataError(_root(d.au_dir, data_dir, "au"), f"no {d.n_frames}-frame AU clips in the train or test split")
-        keep = ds.labelled_subset(len(tr), d.au_label_fraction, d.subset_seed)
-        tr = [tr[i] for i in keep]
+        src.au_train, src.au_test, au_info = _read_branch(
+            "AU", _root(d.au_dir, data_dir, "au"), lambda root: load_au(cfg, root, aus), f"{d.n_frames}-frame AU clips")
+        src.info.update(au_train=len(src.au_train), au_test=len(src.au_test),
+                        **{f"au_{k}": v for k, v in au_info.items()})
+    return src
+
+
+# What ``resolve_config`` read and checked, handed to the ``build_data`` that follows it (one entry).
+_CHECKED: dict[tuple, Sources] = {}
+
+
+def _read_key(cfg: AUFEConfig, data_dir: Path) -> tuple:
+    d = cfg.data
+    return (str(Path(data_dir).resolve()), d.au_dir, d.fe_dir, d.au_format, d.fe_format, d.au_vocab, d.fe_vocab,
+            d.au_fold, d.fe_fold, d.n_frames, d.disfa_threshold, d.disfa_camera, cfg.model.branches)
+
+
+def check_data(cfg: AUFEConfig, data_dir: Path) -> Sources:
+    """``read_sources``, kept for the ``build_data`` of the same command (read once, warned once)."""
+    key = _read_key(cfg, data_dir)
+    if key not in _CHECKED:
+        sources = read_sources(cfg, data_dir)
+        _CHECKED.clear()
+        _CHECKED[key] = sources
+    return _CHECKED[key]
+
+
+def forget_checked() -> None:
+    _CHECKED.clear()
+
+
+def build_data(cfg: AUFEConfig, data_dir: Path) -> DataBundle:
+    d = cfg.data
+    src = _CHECKED.pop(_read_key(cfg, data_dir), None) or read_sources(cfg, data_dir)
+    reader = FrameReader(cache=d.cache_frames)
+    info = dict(src.info)
+    fe_train = fe_test = au_train = au_test = None
+    if src.fe_train is not None:
+        keep = ds.labelled_subset(len(src.fe_train), d.fe_label_fraction, d.subset_seed, [c.label for c in src.fe_train])
+        tr = [src.fe_train[i] for i in keep]
+        fe_train = FEClipDataset(tr, d.image_size, d.n_frames, True, d.augment, reader)
+        fe_test = FEClipDataset(src.fe_test, d.image_size, d.n_frames, False, False, reader)
+        info["fe_train"] = len(tr)
+    if src.au_train is not None:
+        keep = ds.labelled_subset(len(src.au_train), d.au_label_fraction, d.subset_seed)
+        tr = [src.au_train[i] for i in keep]
         au_train = AUClipDataset(tr, d.image_size, True, d.augment, reader)
-        au_test = AUClipDataset(te, d.image_size, False, False, reader)
-        info.update(au_train=len(tr), au_test=len(te), **{f"au_{k}": v for k, v in au_info.items()})
+        au_test = AUClipDataset(src.au_test, d.image_size, False, False, reader)
+        info["au_train"] = len(tr)
     train = PairedDataset(fe_train, au_train, d.fe_per_item, d.au_per_item)
-    evaluation = EvalDataset(fe_test, au_test, d.n_frames, d.image_size, len(aus))
+    n_aus = len(facs.prior(_vocab(d.au_vocab), _vocab(d.fe_vocab)).aus)
+    evaluation = EvalDataset(fe_test, au_test, d.n_frames, d.image_size, n_aus)
     return DataBundle(train=train, eval=evaluation, info=info)
 
 
