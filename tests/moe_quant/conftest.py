@@ -45,3 +45,17 @@ def s2s_batches(n: int = 4, seq: int = 12, vocab: int = 64, seed: int = 0):
         src = torch.randint(2, vocab, (2, seq), generator=g)
         out.append({"input_ids": src, "labels": src.flip(1)})
     return out
+
+
+@pytest.fixture
+def float_model_dir(tmp_path):
+    """A tiny byte-level float Mixtral written by save_pretrained (a --model / init_from directory)."""
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    torch.manual_seed(0)
+    cfg = MixtralConfig(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                        num_attention_heads=4, num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2,
+                        max_position_embeddings=256, tie_word_embeddings=False)
+    d = tmp_path / "float"
+    MixtralForCausalLM(cfg).save_pretrained(d)
+    return d

@@ -73,8 +73,16 @@ class MoEQuantTask(RecipeTask):
 
         return make_data(out, seed, quick)
 
+    def resolve_config(self, cfg: Config, data_dir: Path) -> Config:
+        """Usage and data errors of the trainer config, before the run directory is made."""
+        from affectkit.tasks.moe_quant.train import check_lm_config
+
+        check_lm_config(cfg, data_dir)
+        return cfg
+
     def train(self, request: TrainRequest) -> dict[str, Any]:
-        """``affectkit train moe-lm --set arch=mixtral|switch [--set init_from=DIR]``."""
+        """``affectkit train moe-lm --set arch=mixtral|switch [--set init_from=DIR]``; checkpoints
+        every ``checkpoint_every`` steps, ``--resume`` continues from the last one."""
         from affectkit.tasks.moe_quant.config import LMConfig
         from affectkit.tasks.moe_quant.train import train_lm
 
@@ -82,8 +90,10 @@ class MoEQuantTask(RecipeTask):
         out = request.run.path / "model"
         out_ = request.output
         with out_.progress(f"training tiny {lm.arch}", total=lm.steps) as bar:
-            rep = train_lm(lm, out, log=out_.log, progress=lambda s, loss: bar.advance(status=f"loss {loss:.3f}"),
-                           data_dir=request.data_dir)
+            rep = train_lm(lm, out, log=out_.log,
+                           progress=lambda s, loss: bar.update(completed=s + 1, status=f"loss {loss:.3f}"),
+                           data_dir=request.data_dir, run=request.run,
+                           checkpoint_every=request.cfg.checkpoint_every, resume=request.resume)
         return {"model_dir": str(out), "metrics": rep["heldout"], "train_seconds": rep["seconds"]}
 
     def evaluate(self, request: EvaluateRequest) -> dict[str, Any]:
@@ -116,6 +126,9 @@ class MoELMTask(RecipeTask):
 
     def make_data(self, out: Path, seed: int, quick: bool) -> dict[str, Any]:
         return TASK.make_data(out, seed, quick)
+
+    def resolve_config(self, cfg: Config, data_dir: Path) -> Config:
+        return TASK.resolve_config(cfg, data_dir)
 
     def train(self, request: TrainRequest) -> dict[str, Any]:
         return TASK.train(request)

@@ -55,6 +55,9 @@ def quantize(
     nsamples: int | None = key_option("quant.nsamples", "--nsamples", help="Calibration windows [64]."),
     seqlen: int | None = key_option("quant.seqlen", "--seqlen", help="Calibration window length [128]."),
     seed: int | None = key_option("quant.seed", "--seed", help="Seed of the calibration windows and the random order."),
+    fmt: str = typer.Option("native", "--format",
+                            help="native (affectkit's, reloads with load_quantized) | gptq (GPTQ with per-module bits "
+                                 "in GPTQModel's dynamic config, Mixtral; levels among 2,3,4,8)."),
     no_eval: bool = typer.Option(False, "--no-eval", help="Skip held-out evaluation before/after."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
     config: Path | None = CONFIG_OPTION,
@@ -65,11 +68,17 @@ def quantize(
     if arch not in ARCHS:
         raise UsageError(f"unknown architecture {arch!r}", "choose mixtral or switch")
     qc = cfg.quant
-    from affectkit.tasks.moe_quant.quantize import run_quantize, validate
+    from affectkit.tasks.moe_quant.quantize import FORMATS, run_quantize, validate
 
-    validate(qc)  # usage errors before any heavy import or training
+    _, levels = validate(qc)  # usage errors before any heavy import or training
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r}: expected native or gptq")
+    if fmt == "gptq":
+        from affectkit.tasks.moe_quant.gptq_format import precheck
+
+        precheck(arch, levels, qc, {})
     output = get_output()
-    result = run_quantize(arch, model, qc, out, overwrite=overwrite, evaluate=not no_eval, output=output)
+    result = run_quantize(arch, model, qc, out, overwrite=overwrite, evaluate=not no_eval, output=output, fmt=fmt)
     rows = [{"layer": name, "bits": ",".join(map(str, b))} for name, b in result["expert_bits"].items()]
     output.table(rows_table(rows, title=f"per-expert bits (achieved average {result['achieved_avg_bits']:.3f})"))
     summary = {k: v for k, v in result.items() if k != "expert_bits"}

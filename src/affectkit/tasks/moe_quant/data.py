@@ -18,12 +18,29 @@ from affectkit.tasks.moe_quant.config import LMConfig
 from affectkit.tasks.moe_quant.model import arch_of
 from affectkit.tasks.moe_quant.synth import mix_markers, pydoc_bytes, stdlib_bytes
 
+EMBEDDED_CORPORA = ("pydoc", "stdlib")
+
+
+def data_dir_corpus(name: str, data_dir: str | Path) -> Path:
+    """``DATA_DIR/NAME.txt``, the file a data directory must hold for corpus ``pydoc`` or ``stdlib``;
+    a DataError naming the directory and the file when it is not there."""
+    d = Path(data_dir)
+    if not d.is_dir():
+        raise DataError(d, "data directory not found")
+    p = d / f"{name}.txt"
+    if not p.is_file():
+        raise DataError(d, f"no {name}.txt in the data directory (corpus {name!r} is read from it)",
+                        "write it with `affectkit data make moe-lm --out DIR`, drop --data to use the embedded "
+                        "corpus, or set corpus to the path of a UTF-8 text file")
+    return p
+
 
 def corpus_bytes(name: str, data_dir: str | Path | None = None) -> bytes:
-    """The raw bytes of a corpus: ``pydoc``, ``stdlib`` (read from ``data_dir/NAME.txt`` when that
-    file exists, as ``affectkit data make moe-quant`` writes it), or a path to a UTF-8 text file."""
-    if data_dir is not None and (Path(data_dir) / f"{name}.txt").is_file():
-        return (Path(data_dir) / f"{name}.txt").read_bytes()
+    """The raw bytes of a corpus: ``pydoc``, ``stdlib`` (read from ``data_dir/NAME.txt`` when a data
+    directory is given, as ``affectkit data make moe-quant`` writes it: a DataError when it lacks the
+    file; else the embedded bytes), or a path to a UTF-8 text file."""
+    if data_dir is not None and name in EMBEDDED_CORPORA:
+        return data_dir_corpus(name, data_dir).read_bytes()
     if name == "pydoc":
         return pydoc_bytes()
     if name == "stdlib":
@@ -105,6 +122,8 @@ def switch_batches(stream: np.ndarray, snippet: int, n: int, batch_size: int, se
     import torch
 
     L = len(stream) - snippet - 1
+    if L <= 0:
+        raise ValueError(f"stream of {len(stream)} tokens is shorter than the snippet {snippet}")
     starts = np.arange(0, L, snippet)[:n] if seed is None else np.random.default_rng(seed).integers(0, L, size=n)
     src = np.stack([stream[s:s + snippet] for s in starts]).astype(np.int64)
     src = np.where(src < 2, 2, src)  # 0 is pad/decoder start, 1 is eos: keep them out of the text
@@ -116,9 +135,22 @@ def switch_batches(stream: np.ndarray, snippet: int, n: int, batch_size: int, se
     return out
 
 
-def heldout_batches(model, held: np.ndarray, cfg: LMConfig | None = None, n: int = 64) -> list[dict]:
+def heldout_batches(model, held: np.ndarray, cfg: LMConfig | None = None, n: int = 64,
+                    source: str = "the held-out split") -> list[dict]:
     if arch_of(model) == "switch":
         snip = cfg.switch_snippet if cfg else 32
+        require_windows(held, snip, "switch_snippet", source)
         return switch_batches(held, snip, n, 16)
     seq = cfg.seq_len if cfg else 128
+    require_windows(held, seq, "seq_len", source)
     return lm_batches(held, seq, n, 16)
+
+
+def require_windows(stream: np.ndarray, window: int, option: str, source: str | Path) -> None:
+    """A UsageError naming ``option`` when ``stream`` cannot hold one window of ``window`` tokens
+    (plus the shifted target)."""
+    from affectkit.core.errors import UsageError
+
+    if len(stream) - window - 1 <= 0:
+        raise UsageError(f"{option} {window}: longer than the {len(stream)} tokens of {source}",
+                         f"lower {option} or use a longer corpus")

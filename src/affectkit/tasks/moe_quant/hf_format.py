@@ -6,7 +6,12 @@
   ``encoder.block.B.layer.1.mlp.experts.experts.E.wi.qweight``);
 - ``config.json``: the model config with ``quantization_config`` = {quant_method
   ``affectkit_moe_mp``, method, group size, sym, per-expert bits per layer, achieved average, ...};
-- ``report.json``: per expert the score, MaxVar, rank, bits and calibration tokens.
+- ``report.json``: per expert the score, MaxVar, rank, bits and calibration tokens;
+- per MoE layer one *guard* tensor of shape ``[1]`` under the float layout's expert weight name
+  (Mixtral ``...mlp.experts.gate_up_proj``, Switch ``...mlp.experts.expert_0.wi.weight``): a plain
+  ``from_pretrained`` without affectkit's quantizer registered finds its shape wrong and raises
+  (transformers refuses mismatched sizes), instead of loading randomly initialised experts (an
+  unknown ``quant_method`` only warns). Our loaders drop the guards.
 
 ``load_quantized(DIR)`` rebuilds the model; ``register_with_transformers()`` registers the config
 and an ``HfQuantizer`` so ``AutoModelForCausalLM.from_pretrained(DIR)`` (and
@@ -26,7 +31,8 @@ REPORT_FILE = "report.json"
 
 
 def save_quantized(model, out_dir: str | Path, qcfg: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
-    """Write weights, config.json (with quantization_config) and report.json atomically."""
+    """Write weights (with the guards), config.json (with quantization_config) and report.json atomically."""
+    import torch
     from safetensors.torch import save_file
 
     from affectkit.core.runs import atomic_save, atomic_write_json
@@ -43,6 +49,8 @@ def save_quantized(model, out_dir: str | Path, qcfg: dict[str, Any], report: dic
         if ptr is not None:
             seen[ptr] = k
         tensors[k] = t.detach().contiguous().cpu()
+    for k in guard_keys(model):
+        tensors[k] = torch.zeros(1)
     qcfg = dict(qcfg, quant_method=QUANT_METHOD, version=FORMAT_VERSION)
     atomic_save(out / WEIGHTS_FILE, lambda p: save_file(tensors, p, metadata={"format": "pt", "quant_method": QUANT_METHOD}))
     conf = model.config.to_dict()
@@ -54,6 +62,17 @@ def save_quantized(model, out_dir: str | Path, qcfg: dict[str, Any], report: dic
     atomic_write_json(out / "config.json", conf)
     atomic_write_json(out / REPORT_FILE, report)
     return {"weights": str(out / WEIGHTS_FILE), "tied": tied, "bytes": (out / WEIGHTS_FILE).stat().st_size}
+
+
+GUARD_PATTERN = r"(mlp\.experts\.gate_up_proj|mlp\.experts\.expert_0\.wi\.weight)$"
+
+
+def guard_keys(model) -> list[str]:
+    """The guard tensor names of a quantized model: one float expert weight name per MoE layer."""
+    from affectkit.tasks.moe_quant.moe_layers import moe_layers
+
+    return [f"{v.name}.experts.gate_up_proj" if v.style == "mixtral" else f"{v.name}.experts.expert_0.wi.weight"
+            for v in moe_layers(model)]
 
 
 def read_quant_config(model_dir: str | Path) -> dict[str, Any]:
@@ -95,7 +114,12 @@ def load_quantized(model_dir: str | Path):
     with torch.device("meta"):
         model = cls(conf)
     prepare_quantized_modules(model, qcfg)
-    state = load_file(str(d / WEIGHTS_FILE))
+    try:
+        state = load_file(str(d / WEIGHTS_FILE))
+    except Exception as exc:  # a truncated or corrupt file
+        raise DataError(d / WEIGHTS_FILE, f"cannot read the weights ({type(exc).__name__}: {exc})") from None
+    for k in guard_keys(model):
+        state.pop(k, None)
     model = model.to_empty(device="cpu")
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied_ok = {k for k in missing if k.endswith(("lm_head.weight", "embed_tokens.weight", "shared.weight"))}
@@ -160,6 +184,9 @@ def register_with_transformers() -> None:
             from affectkit.tasks.moe_quant.quantize_pass import prepare_quantized_modules
 
             prepare_quantized_modules(model, self.quantization_config.to_dict())
+            # the guard tensors (see the module docstring) are expected here, not unexpected
+            model._keys_to_ignore_on_load_unexpected = {*(model._keys_to_ignore_on_load_unexpected or ()),
+                                                        GUARD_PATTERN}
             return model
 
         def _process_model_after_weight_loading(self, model, **kwargs):

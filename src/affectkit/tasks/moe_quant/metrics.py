@@ -6,16 +6,16 @@ directory (quantized by affectkit, or a float one we trained) was trained on.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from affectkit.core.errors import DataError
+from affectkit.core.runs import read_json
 from affectkit.tasks.moe_quant.config import LMConfig
 from affectkit.tasks.moe_quant.data import heldout_batches, streams
 from affectkit.tasks.moe_quant.hf_format import QUANT_METHOD, load_quantized, read_quant_config
-from affectkit.tasks.moe_quant.model import arch_of, forward, lm_config_of, load_float_model
+from affectkit.tasks.moe_quant.model import arch_of, forward, lm_config_of, load_model_dir
 
 
 def eval_loss(model, batches: list[dict]) -> dict[str, float]:
@@ -46,7 +46,9 @@ def evaluate_model(model_dir: str | Path, corpus_name: str | None = None, nsampl
     d = Path(model_dir)
     if not (d / "config.json").exists():
         raise DataError(d, "no config.json: not a model directory")
-    conf = json.loads((d / "config.json").read_text())
+    conf = read_json(d / "config.json")
+    if not isinstance(conf, dict):
+        raise DataError(d / "config.json", "expected a JSON object")
     quantized = (conf.get("quantization_config") or {}).get("quant_method") == QUANT_METHOD
     if quantized:
         qcfg = read_quant_config(d)
@@ -54,12 +56,13 @@ def evaluate_model(model_dir: str | Path, corpus_name: str | None = None, nsampl
         tc = (qcfg.get("source") or {}).get("train_config") or {}
         cfg = LMConfig(**{k: v for k, v in tc.items() if k in LMConfig.__dataclass_fields__})
     else:
-        model = load_float_model(d)
+        model = load_model_dir(d, "--model directory")
         cfg = lm_config_of(d)
     if corpus_name:
         cfg = dataclasses.replace(cfg, corpus=corpus_name, marker_frac=0.0)
     _, held = streams(model, d, cfg.corpus, cfg.seed, cfg.marker_frac)
-    metrics = eval_loss(model, heldout_batches(model, held, cfg, n=nsamples))
+    metrics = eval_loss(model, heldout_batches(model, held, cfg, n=nsamples,
+                                               source=f"the held-out split of corpus {cfg.corpus}"))
     out = {"model": str(d), "arch": arch_of(model), "quantized": quantized, "corpus": cfg.corpus, "metrics": metrics}
     if quantized:
         out["achieved_avg_bits"] = qcfg["allocation"]["achieved_avg_bits"]

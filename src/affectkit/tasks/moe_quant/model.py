@@ -64,6 +64,33 @@ def load_float_model(model_dir: str | Path):
     return cls.from_pretrained(model_dir).eval()
 
 
+def load_model_dir(model_dir: str | Path, what: str = "model directory"):
+    """``load_float_model`` of a local directory; a DataError naming it when it is not a model
+    directory or its files do not load (a corrupt safetensors, a config that does not build)."""
+    from affectkit.components.hf import local_model_dir
+    from affectkit.core.errors import DataError
+
+    d = local_model_dir(model_dir, what)
+    try:
+        return load_float_model(d)
+    except Exception as exc:  # a bad checkpoint: name it
+        raise DataError(d, f"cannot load the model ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from None
+
+
+def model_arch(conf: dict, where: Path) -> str:
+    """mixtral or switch from a config.json's ``model_type``; top_k checked against the experts."""
+    from affectkit.core.errors import DataError
+
+    kind = conf.get("model_type")
+    if kind not in ("mixtral", "switch_transformers"):
+        raise DataError(where, f"model_type {kind!r}: not a Mixtral or Switch model")
+    if kind == "mixtral":
+        k, n = conf.get("num_experts_per_tok", 2), conf.get("num_local_experts", 8)
+        if isinstance(k, int) and isinstance(n, int) and not 1 <= k <= n:
+            raise DataError(where, f"num_experts_per_tok {k} is outside 1..num_local_experts ({n})")
+    return "switch" if kind == "switch_transformers" else "mixtral"
+
+
 def arch_of(model) -> str:
     return "switch" if getattr(model.config, "model_type", "") == "switch_transformers" else "mixtral"
 

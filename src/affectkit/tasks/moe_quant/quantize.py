@@ -13,22 +13,25 @@ from typing import Any
 import numpy as np
 
 from affectkit.core.errors import DataError, UsageError
+from affectkit.core.runs import atomic_write_json, read_json
 from affectkit.tasks.moe_quant.config import LMConfig, QuantConfig
 from affectkit.tasks.moe_quant.data import (
     TOKENIZER_FILES,
     heldout_batches,
     lm_batches,
+    require_windows,
     streams,
     switch_batches,
 )
-from affectkit.tasks.moe_quant.hf_format import QUANT_METHOD, save_quantized
+from affectkit.tasks.moe_quant.hf_format import QUANT_METHOD, REPORT_FILE, save_quantized
 from affectkit.tasks.moe_quant.metrics import eval_loss
 from affectkit.tasks.moe_quant.model import (
     ROUTER_INIT_FILE,
     arch_of,
     forward,
     lm_config_of,
-    load_float_model,
+    load_model_dir,
+    model_arch,
     snapshot_routers,
     train_info,
 )
@@ -60,6 +63,25 @@ def validate(qc: QuantConfig) -> tuple[int | None, list[int]]:
     return b, [b]
 
 
+def check_model(model_dir: Path, arch: str, qc: QuantConfig) -> None:
+    """What the model's config.json settles before it is loaded: its architecture (that of the
+    verb), its top-k within its expert count, a calibration window within its positions."""
+    conf_path = model_dir / "config.json"
+    conf = read_json(conf_path)
+    if not isinstance(conf, dict):
+        raise DataError(conf_path, "expected a JSON object")
+    if isinstance(conf.get("quantization_config"), dict):
+        raise DataError(model_dir, "already quantized (config.json has a quantization_config)",
+                        "quantize the float model it came from")
+    found = model_arch(conf, conf_path)
+    if found != arch:
+        raise UsageError(f"`quantize {arch}` got a {found} model", f"use `affectkit quantize {found}`")
+    positions = conf.get("max_position_embeddings")
+    if found == "mixtral" and isinstance(positions, int) and qc.seqlen > positions:
+        raise UsageError(f"--seqlen {qc.seqlen} is above the model's max_position_embeddings {positions}",
+                         f"use --seqlen {min(positions, 128)}")
+
+
 def _src_config(model_dir: Path | None) -> LMConfig:
     return lm_config_of(model_dir) if model_dir is not None else LMConfig()
 
@@ -72,7 +94,9 @@ def calibration_batches(model, qc: QuantConfig, model_dir: Path | None) -> list[
         name, marker = qc.calib, 0.0
     train, _ = streams(model, model_dir, name, src.seed, marker)
     if arch_of(model) == "switch":
+        require_windows(train, src.switch_snippet, "switch_snippet (of the model's training)", f"calibration text {name}")
         return switch_batches(train, src.switch_snippet, qc.nsamples, 16, seed=qc.seed)
+    require_windows(train, qc.seqlen, "--seqlen", f"calibration text {name}")
     return lm_batches(train, qc.seqlen, qc.nsamples, 16, seed=qc.seed)
 
 
@@ -91,7 +115,7 @@ def router_reference(model_dir: Path | None, qc: QuantConfig) -> tuple[str, dict
     if kind == "checkpoint":
         if not qc.router_ref_path:
             raise UsageError("--router-ref checkpoint needs --router-ref-path DIR (the reference model)")
-        return kind, snapshot_routers(load_float_model(qc.router_ref_path))
+        return kind, snapshot_routers(load_model_dir(qc.router_ref_path, "--router-ref-path model directory"))
     return kind, None
 
 
@@ -197,14 +221,24 @@ def quantize_in_memory(model, qc: QuantConfig, model_dir: Path | None = None, ca
     return {"qcfg": qcfg, "report": report, "allocation": allocation}
 
 
+FORMATS = ("native", "gptq")
+
+
 def run_quantize(arch: str, model_dir: Path | None, qc: QuantConfig, out: Path, overwrite: bool = False,
-                 evaluate: bool = True, output=None) -> dict[str, Any]:
+                 evaluate: bool = True, output=None, fmt: str = "native") -> dict[str, Any]:
+    """Quantize and write ``out`` in affectkit's format (``native``, reloads with ``load_quantized``)
+    or as a GPTQ checkpoint with per-module bits (``gptq``, Mixtral)."""
     import torch
 
+    from affectkit.tasks.moe_quant import gptq_format
     from affectkit.tasks.moe_quant.quantize_pass import packed_tensor_census
     from affectkit.tasks.moe_quant.train import embedded_model
 
-    validate(qc)
+    _, levels = validate(qc)
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r}: expected native or gptq")
+    if fmt == "gptq":
+        gptq_format.precheck(arch, levels, qc, {})
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise UsageError(f"--out {out} exists and is not empty", "pass --overwrite to replace it, or choose another --out")
@@ -216,12 +250,10 @@ def run_quantize(arch: str, model_dir: Path | None, qc: QuantConfig, out: Path, 
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").exists():
             raise DataError(model_dir, "no config.json: not a transformers model directory")
-    try:
-        model = load_float_model(model_dir)
-    except Exception as exc:  # a bad checkpoint: name it
-        raise DataError(model_dir, f"cannot load the model ({type(exc).__name__}: {exc})") from None
-    if arch_of(model) != arch:
-        raise UsageError(f"`quantize {arch}` got a {arch_of(model)} model", f"use `affectkit quantize {arch_of(model)}`")
+    check_model(model_dir, arch, qc)
+    if fmt == "gptq":
+        gptq_format.precheck(arch, levels, qc, read_json(model_dir / "config.json"))
+    model = load_model_dir(model_dir, "--model directory")
     torch.manual_seed(qc.seed)
     src = train_info(model_dir)
     held = None
@@ -229,7 +261,7 @@ def run_quantize(arch: str, model_dir: Path | None, qc: QuantConfig, out: Path, 
     if evaluate:
         cfg = _src_config(model_dir)
         _, held_stream = streams(model, model_dir, cfg.corpus, cfg.seed, cfg.marker_frac)
-        held = heldout_batches(model, held_stream, cfg)
+        held = heldout_batches(model, held_stream, cfg, source=f"the held-out split of corpus {cfg.corpus}")
         result["float"] = eval_loss(model, held)
     res = quantize_in_memory(model, qc, model_dir, output=output)
     res["qcfg"]["source"] = {"model_dir": str(model_dir.resolve()), "train_config": (src or {}).get("config")}
@@ -240,8 +272,13 @@ def run_quantize(arch: str, model_dir: Path | None, qc: QuantConfig, out: Path, 
     for f in TOKENIZER_FILES:  # so the quantized directory is self-contained
         if (model_dir / f).exists():
             shutil.copy2(model_dir / f, out / f)
-    saved = save_quantized(model, out, res["qcfg"], {**res["report"], "census": census,
-                                                     "heldout": {k: result.get(k) for k in ("float", "quantized")}})
+    report = {**res["report"], "census": census, "heldout": {k: result.get(k) for k in ("float", "quantized")}}
+    if fmt == "gptq":
+        saved = gptq_format.save_gptq(model, out, res["qcfg"])
+        atomic_write_json(out / REPORT_FILE, report)
+        result["gptq"] = {k: saved[k] for k in ("checkpoint_format", "dynamic_rules")}
+    else:
+        saved = save_quantized(model, out, res["qcfg"], report)
     result.update({"achieved_avg_bits": res["qcfg"]["allocation"]["achieved_avg_bits"],
                    "expert_bits": res["qcfg"]["expert_bits"], "packed_expert_tensors": sum(
                        v["packed"] for v in census["layers"].values()),
