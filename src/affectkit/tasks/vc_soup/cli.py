@@ -3,14 +3,17 @@ and ``affectkit merge`` (linear weight merging of policies, mergekit-compatible)
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
 
 from affectkit.cli._app import new_app
 from affectkit.cli._common import key_option, with_config
-from affectkit.core.errors import UsageError
+from affectkit.core.errors import DataError, UsageError
 from affectkit.core.output import get_output
 from affectkit.tasks.vc_soup.config import Config
 
@@ -37,6 +40,26 @@ def _listed(items: list[str]) -> list[str] | None:
     return list(items) or None
 
 
+def _ranged(key: str, flag: str) -> Callable[[float], float]:
+    """A ``parse`` that checks the flag against the range the config field ``key`` declares, so the
+    error names the flag."""
+    meta = {f.name: f.metadata for f in dataclasses.fields(Config)}[key]
+    low, high = meta.get("min"), meta.get("max")
+
+    def parse(value: float) -> float:
+        if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
+            raise UsageError(f"{flag} {value}: must be a number between {low} and {high}", f"see `affectkit config vc-soup` ({key})")
+        return value
+
+    return parse
+
+
+def _writable_file(path: str | Path | None, flag: str) -> None:
+    """Refuse an output path that is a directory before any work."""
+    if path is not None and str(path) != "-" and Path(path).is_dir():
+        raise UsageError(f"{flag} {path}: is a directory", "give a file name")
+
+
 filter_prefs_app = new_app("Value-consistency filtering of preference pairs (vc-soup).")
 
 
@@ -47,15 +70,15 @@ def filter_prefs_cmd(
     values: str | None = key_option("values", "--values", parse=_names, help="Comma-separated value names, one reward model each [default: helpful,harmless, or the recipe's]."),
     reward: list[str] = typer.Option([], "--reward", help="VALUE=BACKEND (repeatable): precomputed, precomputed:COL_C,COL_R, vader, minilm-relevance, brevity[:N], profanity, hf-seqcls:PATH, python:MOD:FN."),
     cost_model: list[str] | None = key_option("cost_models", "--cost-model", parse=_listed, help="Value whose reward model is a cost (lower is better); its scores are negated first (repeatable)."),
-    threshold: float | None = key_option("threshold", "--threshold", help="Keep pairs with consistency >= T (inclusive; default 0.0)."),
-    keep_ratio: float | None = key_option("keep_ratio", "--keep-ratio", help="Keep the top ceil(Q*N) pairs by consistency per value dataset (ties: input order)."),
+    threshold: float | None = key_option("threshold", "--threshold", parse=_ranged("threshold", "--threshold"), help="Keep pairs with consistency >= T (inclusive; default 0.0)."),
+    keep_ratio: float | None = key_option("keep_ratio", "--keep-ratio", parse=_ranged("keep_ratio", "--keep-ratio"), help="Keep the top ceil(Q*N) pairs by consistency per value dataset (ties: input order)."),
     out: str = typer.Option("-", "--out", "-o", help="Output JSONL (default: stdout)."),
     stats: Path | None = typer.Option(None, "--stats", help="Write the statistics JSON here."),
     fmt: str = typer.Option("auto", "--format", help="Input format: auto, canonical, hh-rlhf, pku-saferlhf, ultrafeedback, helpsteer2, summarize-feedback."),
     split: str | None = typer.Option(None, "--split", help="Split of an HF dataset directory (default train)."),
     value_tag: str | None = typer.Option(None, "--dataset-value", help="Value the labels were collected for, when rows carry no 'value' field (default: the first value)."),
     template: str = typer.Option("{prompt}{response}", "--template", help="Reward-model input for hf-seqcls: a template with {prompt} and {response}, or response-only."),
-    min_margin: float = typer.Option(1.0, "--min-margin", help="Importers with ratings (UltraFeedback, HelpSteer2): least rating difference for a pair."),
+    min_margin: float = typer.Option(1.0, "--min-margin", help="Importers with ratings (UltraFeedback, HelpSteer2): least rating difference for a pair (>= 0)."),
     keep_all: bool = typer.Option(False, "--keep-all", help="Write every valid row with a 'kept' flag instead of the kept rows only."),
     strict: bool = typer.Option(False, "--strict", help="Fail on the first invalid row instead of counting and skipping."),
     cache: Path | None = typer.Option(None, "--cache", help="JSONL file caching backend scores by text hash (one file per value)."),
@@ -84,8 +107,19 @@ def filter_prefs_cmd(
         strict=strict, device=device, cache=cache,
     )
     spec.validate()
+    if not (math.isfinite(min_margin) and min_margin >= 0):
+        raise UsageError(f"--min-margin {min_margin}: must be a number >= 0")
+    _writable_file(out, "--out")
+    _writable_file(stats, "--stats")
     rows = read_rows(source, split)
+    where = "<stdin>" if source == "-" else source
+    if not rows:
+        raise DataError(where, "no rows (the input is empty)", "filter-prefs needs preference pairs, one JSON object per line")
+    n_read = len(rows)
     rows, detected = to_canonical(rows, fmt, vals, value_tag, min_margin)
+    if not rows:
+        raise DataError(where, f"no preference pairs in {n_read} {detected} rows for values {','.join(vals)}",
+                        "lower --min-margin, or check --values and --format")
     output.info(f"read {len(rows)} rows ({detected}) from {source}")
     kept, st = filter_prefs(rows, spec, source=str(source), progress=output.log)
     st["format"] = detected
@@ -117,9 +151,12 @@ def filter_prefs_cmd(
 
 def _floats(text: str) -> list[float]:
     try:
-        return [float(x) for x in text.split(",") if x.strip()]
+        ws = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise UsageError(f"--weights {text!r}: expected comma-separated numbers", "for example --weights 0.3,0.7") from None
+    if not all(math.isfinite(w) for w in ws):
+        raise UsageError(f"--weights {text!r}: every weight must be a finite number", "for example --weights 0.3,0.7")
+    return ws
 
 
 merge_app = new_app("Linear merging of policies (vc-soup).")
@@ -173,15 +210,22 @@ def merge_cmd(
         if weights is None:
             raise UsageError("--weights is required", f"give {len(models)} comma-separated weights")
         ws = _floats(weights)
+        if len(ws) != len(models):
+            raise UsageError(f"--weights {weights!r}: {len(ws)} weights for {len(models)} models", "give one weight per model")
         norm = bool(normalize)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file", "give a directory name")
     if out.exists() and out.is_dir() and any(out.iterdir()) and not overwrite:
         raise UsageError(f"{out}: output directory is not empty", "pass --overwrite or choose another --out")
+    _writable_file(write_config, "--write-config")
     dtype = torch_dtype(out_dtype)
     t0 = time.perf_counter()
     tensors, source = merge_models(models, ws, space=space, normalize=norm, base=base_model)
     adapter = space == "lora-factors"
     yaml_text = mergekit_yaml(models, ws, norm, out_dtype, base_model if space == "delta" else None)
     path = save_merged(tensors, out, source, adapter, yaml_text, dtype)
+    if not adapter and not (out / "config.json").is_file():
+        output.warn(f"{source.path}: no config.json to copy, so {out} holds only the weights (transformers cannot load it alone)")
     if write_config is not None:
         atomic_write_text(write_config, yaml_text)
     n_bytes = sum(t.numel() * t.element_size() for t in tensors.values())

@@ -110,7 +110,11 @@ def _read_rows(source: str | Path, split: str | None = None) -> list[dict[str, A
         if (p / "state.json").is_file() or (p / "dataset_dict.json").is_file():
             from datasets import DatasetDict, load_from_disk
 
-            ds = load_from_disk(str(p))
+            try:
+                ds = load_from_disk(str(p))
+            except Exception as exc:  # datasets raises several types for a damaged directory
+                raise DataError(p, f"cannot read the Hugging Face dataset directory ({exc.__class__.__name__}: {exc})",
+                                "save it with Dataset.save_to_disk, or pass a JSONL/parquet file") from None
             if isinstance(ds, DatasetDict):
                 name = split or ("train" if "train" in ds else next(iter(ds)))
                 if name not in ds:
@@ -152,10 +156,48 @@ def load_setting(data_dir: Path, values: list[str]) -> dict[str, Any]:
         if not f.is_file():
             raise DataError(f, f"no training pairs for value {v!r}", f"expected {v}_train.jsonl (canonical prompt/chosen/rejected JSONL)")
         rows[v] = read_rows(f)
+        if not rows[v]:
+            raise DataError(f, "no preference pairs (the file is empty)")
+        to_canonical(rows[v], "canonical", (v,))  # id, value and prompt where missing
     sft = read_rows(d / "sft.jsonl") if (d / "sft.jsonl").is_file() else []
+    _check_fields(sft, d / "sft.jsonl", ("prompt", "response"))
     evals = read_rows(d / "eval_prompts.jsonl") if (d / "eval_prompts.jsonl").is_file() else []
-    truth = json.loads((d / "truth.json").read_text()) if (d / "truth.json").is_file() else {}
+    check_evals(evals, d / "eval_prompts.jsonl", values)
+    truth = _read_truth(d / "truth.json") if (d / "truth.json").is_file() else {}
     return {"rows": rows, "sft": sft, "evals": evals, "truth": truth, "dir": d}
+
+
+def _check_fields(rows: list[dict[str, Any]], path: Path, keys: tuple[str, ...]) -> None:
+    for i, r in enumerate(rows):
+        for k in keys:
+            if not isinstance(r.get(k), str):
+                raise DataError(path, f"row {i + 1}: {k!r} must be a string, got {r.get(k)!r}", f"each row needs {', '.join(keys)}")
+
+
+def check_evals(evals: list[dict[str, Any]], path: Path, values: list[str]) -> None:
+    """Held-out prompts: a prompt, its candidate responses and one reward per candidate and value."""
+    hint = 'each row: {"prompt": str, "candidates": [str, ...], "rewards": {VALUE: [number per candidate]}}'
+    for i, e in enumerate(evals):
+        cands, rewards = e.get("candidates"), e.get("rewards")
+        if not isinstance(e.get("prompt"), str) or not isinstance(cands, list) or not cands or not all(isinstance(c, str) for c in cands):
+            raise DataError(path, f"row {i + 1}: needs a prompt string and a non-empty list of candidate strings", hint)
+        if not isinstance(rewards, dict):
+            raise DataError(path, f"row {i + 1}: 'rewards' must be a mapping of value to rewards", hint)
+        for v in values:
+            r = rewards.get(v)
+            if not isinstance(r, list) or len(r) != len(cands) or not all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool) and x == x and abs(x) != float("inf") for x in r):
+                raise DataError(path, f"row {i + 1}: rewards[{v!r}] must hold {len(cands)} finite numbers, one per candidate", hint)
+
+
+def _read_truth(path: Path) -> dict[str, Any]:
+    try:
+        truth = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"invalid JSON ({exc.__class__.__name__})") from None
+    if not isinstance(truth, dict):
+        raise DataError(path, "expected a JSON object")
+    return truth
 
 
 # ---- importers ---------------------------------------------------------------------------------

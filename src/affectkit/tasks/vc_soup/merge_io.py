@@ -1,6 +1,6 @@
 """The files of ``affectkit merge``: safetensors checkpoints and LoRA adapter directories in, the soup
-(weights plus the input's configs and tokenizer) out, and mergekit's ``linear`` YAML both ways. The
-arithmetic is in ``method_merging``."""
+(weights plus the configs and tokenizer of the first input, or of ``--base`` in delta space, as
+mergekit does) out, and mergekit's ``linear`` YAML both ways. The arithmetic is in ``method_merging``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from affectkit.core.errors import DataError, UsageError
-from affectkit.tasks.vc_soup.method_merging import Loaded, check_inputs, combine, merge_weights
+from affectkit.tasks.vc_soup.method_merging import (
+    Loaded,
+    check_finite,
+    check_inputs,
+    combine,
+    first_nonfinite,
+    merge_weights,
+    refuse_nonfinite,
+)
 
 ADAPTER_FILE = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -46,16 +54,26 @@ def load_model(path: str | Path) -> Loaded:
 
     p = Path(path)
     tensors: dict[str, Any] = {}
+    files: dict[str, Path] = {}
     for f in _weights_file(p):
         try:
-            tensors.update(load_file(str(f)))
+            part = load_file(str(f))
         except (SafetensorError, OSError) as exc:
             raise DataError(f, f"cannot read safetensors ({exc})") from None
+        if not part:
+            raise DataError(f, "holds no tensors")
+        tensors.update(part)
+        files.update(dict.fromkeys(part, f))
     is_adapter = any(".lora_A." in k for k in tensors)
     cfg = None
     if is_adapter and p.is_dir() and (p / ADAPTER_CONFIG).is_file():
-        cfg = json.loads((p / ADAPTER_CONFIG).read_text())
-    return Loaded(p, tensors, is_adapter, cfg)
+        try:
+            cfg = json.loads((p / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DataError(p / ADAPTER_CONFIG, f"invalid JSON ({exc.__class__.__name__})") from None
+        if not isinstance(cfg, dict):
+            raise DataError(p / ADAPTER_CONFIG, "expected a JSON object")
+    return Loaded(p, tensors, is_adapter, cfg, files)
 
 
 def merge_models(paths: Sequence[str | Path], weights: Sequence[float], space: str = "full", normalize: bool = False, base: str | Path | None = None) -> tuple[dict[str, Any], Loaded]:
@@ -64,25 +82,57 @@ def merge_models(paths: Sequence[str | Path], weights: Sequence[float], space: s
     models = [load_model(p) for p in paths]
     check_inputs(models)
     base_m = load_model(base) if base is not None and space != "lora-factors" else None
-    return combine(models, w, space, base_m)
+    if base_m is not None:  # the base does not always reach the result (delta space, weights summing to 1)
+        refuse_nonfinite(base_m)
+    merged, source = combine(models, w, space, base_m)
+    check_finite(merged, models)
+    return merged, source
 
 
 def save_merged(tensors: Mapping[str, Any], out: Path, source: Loaded, adapter: bool, config_yaml: str | None = None, out_dtype: Any = None) -> Path:
-    """Write ``model.safetensors`` (or ``adapter_model.safetensors``) and copy configs from ``source``."""
+    """Write ``model.safetensors`` (or ``adapter_model.safetensors``), the configs and tokenizer of
+    ``source`` and the mergekit YAML into ``out``, all or nothing: the files are written into a
+    temporary directory beside ``out`` and moved into place only when every one is complete."""
+    import os
+    import tempfile
+
     from safetensors.torch import save_file
 
-    from affectkit.core.runs import atomic_save, atomic_write_text
-
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
     data = {k: (v.to(out_dtype) if out_dtype is not None else v).contiguous() for k, v in sorted(tensors.items())}
+    bad = first_nonfinite(data) if out_dtype is not None else None
+    if bad is not None:
+        raise UsageError(f"--out-dtype: the merged tensor {bad!r} overflows {out_dtype}", "choose a wider --out-dtype")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file", "give a directory name")
     name = ADAPTER_FILE if adapter else "model.safetensors"
-    atomic_save(out / name, lambda tmp: save_file(data, tmp, metadata={"format": "pt"}))
-    if source.path.is_dir():
-        for f in COPY_FILES + ((ADAPTER_CONFIG,) if adapter else ()):
-            if (source.path / f).is_file():
-                shutil.copyfile(source.path / f, out / f)
-    if config_yaml is not None:
-        atomic_write_text(out / "mergekit_config.yml", config_yaml)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        tmp.chmod(0o777 & ~mask)
+        save_file(data, str(tmp / name), metadata={"format": "pt"})
+        if source.path.is_dir():
+            for f in COPY_FILES + ((ADAPTER_CONFIG,) if adapter else ()):
+                if (source.path / f).is_file():
+                    shutil.copyfile(source.path / f, tmp / f)
+        if config_yaml is not None:
+            (tmp / "mergekit_config.yml").write_text(config_yaml, encoding="utf-8")
+        if out.is_dir() and any(out.iterdir()):  # --overwrite: replace our files one by one, keep the others
+            for f in sorted(tmp.iterdir()):
+                os.replace(f, out / f.name)
+            tmp.rmdir()
+        else:
+            if out.is_dir():
+                out.rmdir()
+            os.replace(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(out, f"cannot write ({exc.strerror or exc.__class__.__name__})") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out / name
 
 

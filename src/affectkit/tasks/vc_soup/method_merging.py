@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,10 @@ class Loaded:
     tensors: dict[str, Any]
     is_adapter: bool
     adapter_config: dict[str, Any] | None = None
+    files: dict[str, Path] = field(default_factory=dict)  # tensor name -> the file it was read from
+
+    def file_of(self, name: str) -> Path:
+        return self.files.get(name, self.path)
 
 
 def _scale(cfg: Mapping[str, Any] | None, r: int) -> float:
@@ -128,6 +132,39 @@ def merge_weights(n_models: int, weights: Sequence[float], space: str = "full", 
     return w
 
 
+def first_nonfinite(tensors: Mapping[str, Any]) -> str | None:
+    """The first tensor name (sorted) holding a NaN or an infinity, or None."""
+    import torch
+
+    for k in sorted(tensors):
+        t = tensors[k]
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return k
+    return None
+
+
+def refuse_nonfinite(m: Loaded) -> None:
+    """A DataError naming the file and tensor of ``m`` that holds a NaN or an infinity, if any."""
+    import torch
+
+    name = first_nonfinite(m.tensors)
+    if name is not None:
+        n = int((~torch.isfinite(m.tensors[name])).sum())
+        raise DataError(m.file_of(name), f"tensor {name!r} holds {n} NaN or infinite values; the merge would be NaN",
+                        "the checkpoint is broken (a diverged run?); merge a finite one")
+
+
+def check_finite(merged: Mapping[str, Any], inputs: Sequence[Loaded]) -> None:
+    """Refuse a merge whose result holds NaN or infinities, naming the input file and tensor they come
+    from (every tensor of ``inputs`` reaches the result, and 0 * NaN is NaN), else the overflow."""
+    bad = first_nonfinite(merged)
+    if bad is None:
+        return
+    for m in inputs:
+        refuse_nonfinite(m)
+    raise UsageError(f"the merged tensor {bad!r} overflows {merged[bad].dtype}", "use smaller weights")
+
+
 def check_inputs(models: Sequence[Loaded]) -> None:
     """All full models or all LoRA adapters, every tensor floating-point."""
     kinds = {m.is_adapter for m in models}
@@ -140,7 +177,8 @@ def check_inputs(models: Sequence[Loaded]) -> None:
 
 def combine(models: Sequence[Loaded], w: Sequence[float], space: str, base_m: Loaded | None = None) -> tuple[dict[str, Any], Loaded]:
     """The merged tensors of checked inputs (``check_inputs``) with weights ``w`` in ``space``, and the
-    input whose configs the result takes (``base_m`` is not used in lora-factors space)."""
+    input whose configs the result takes: the base in delta space and for adapters merged in full
+    space, else the first model (``base_m`` is not used in lora-factors space)."""
     adapters = models[0].is_adapter
     if space == "lora-factors":
         if not adapters:
@@ -173,5 +211,6 @@ def combine(models: Sequence[Loaded], w: Sequence[float], space: str, base_m: Lo
     if base_m is None:
         raise UsageError("--space delta needs --base MODEL (the common starting point)")
     _check_same_keys([Loaded(models[0].path, states[0], False)], base_m.tensors, base_m.path)
-    # base + sum w (theta_i - base) = (1 - sum w) base + sum w theta_i
-    return linear_combine(states, w, base=base_m.tensors, base_weight=1.0 - sum(w)), ref if adapters else models[0]
+    # base + sum w (theta_i - base) = (1 - sum w) base + sum w theta_i; configs and tokenizer from the
+    # base, as mergekit takes them
+    return linear_combine(states, w, base=base_m.tensors, base_weight=1.0 - sum(w)), base_m

@@ -99,16 +99,52 @@ def save_policy(model: Any, tok: Any, path: Path) -> None:
     tok.save_pretrained(str(path))
 
 
-def load_policy(path: Path) -> tuple[Any, Any]:
-    """A saved policy (in eval mode) and its tokenizer."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _load_model(path: Path) -> Any:
+    """The causal LM saved at ``path``; a missing config, unreadable weights or weights that do not
+    fill the architecture exactly (missing, unexpected or mis-shaped tensors) are a DataError naming
+    the directory, never a model with freshly initialised parts."""
+    from safetensors import SafetensorError, safe_open
+    from transformers import AutoModelForCausalLM
+
+    from affectkit.components.hf import local_model_dir
+    from affectkit.core.errors import DataError
 
     quiet_transformers()
-    return AutoModelForCausalLM.from_pretrained(str(path)).eval(), AutoTokenizer.from_pretrained(str(path))
+    path = local_model_dir(path, "policy directory", "pass the --out of `affectkit train vc-soup` (or a save_pretrained directory)")
+    weights = path / "model.safetensors"
+    if weights.is_file():
+        try:
+            with safe_open(str(weights), "pt") as fh:
+                fh.keys()
+        except (SafetensorError, OSError) as exc:
+            raise DataError(weights, f"cannot read safetensors ({exc})") from None
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(str(path), output_loading_info=True)
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise DataError(path, f"cannot load the policy ({exc.__class__.__name__}: {msg[:300]})") from None
+    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        keys = sorted(str(k) for k in info.get(kind) or ())
+        if keys:
+            raise DataError(path, f"the weights do not fit config.json: {len(keys)} {kind.replace('_', ' ')} (e.g. {keys[0]!r})",
+                            "model.safetensors and config.json must come from one save_pretrained")
+    return model.eval()
+
+
+def load_policy(path: Path) -> tuple[Any, Any]:
+    """A saved policy (in eval mode) and its tokenizer."""
+    from transformers import AutoTokenizer
+
+    from affectkit.core.errors import DataError
+
+    model = _load_model(path)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(path, f"cannot load the tokenizer ({exc.__class__.__name__})") from None
+    return model, tok
 
 
 def policy_state(path: Path) -> dict[str, Any]:
     """The weights of a saved policy."""
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(str(path)).state_dict()
+    return _load_model(path).state_dict()

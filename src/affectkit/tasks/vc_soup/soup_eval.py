@@ -78,6 +78,10 @@ def reward_norm(setting: dict[str, Any], values: list[str]) -> dict[str, Any]:
     known, else those of the held-out candidates' rewards."""
     norm = (setting.get("truth") or {}).get("reward_norm")
     if norm:
+        for v in values:
+            pair = norm.get(v) if isinstance(norm, dict) else None
+            if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, (int, float)) for x in pair) and pair[1] > 0):
+                raise DataError(Path(setting.get("dir", ".")) / "truth.json", f"reward_norm[{v!r}]: expected [mean, std > 0], got {pair!r}")
         return {v: tuple(norm[v]) for v in values}
     out = {}
     for v in values:
@@ -121,8 +125,15 @@ def evaluate_policies(cfg: Config, data_dir: Path, policy_dir: Path, out_dir: Pa
     for v in cfg.values:
         f = pdir / "policies" / v / "model.safetensors"
         if not f.is_file():
-            raise DataError(f, f"no policy for value {v!r}")
-        states.append(policy_state(f.parent))
+            raise DataError(f, f"no policy for value {v!r}",
+                            "train it with `affectkit train vc-soup` (--resume finishes a run that was stopped)")
+        state = policy_state(f.parent)
+        for k, t in ref_state.items():
+            if k not in state or tuple(state[k].shape) != tuple(t.shape):
+                got = "missing" if k not in state else f"shape {tuple(state[k].shape)}"
+                raise DataError(f.parent, f"{k}: {got}, but the reference policy has shape {tuple(t.shape)}",
+                                "every policy must be trained from this run's reference")
+        states.append(state)
     grid = weight_grid(len(cfg.values), cfg.grid_steps)
     pts = soup_curve(states, ref_state, model, tok, setting["evals"], cfg.values, norm, grid, cfg.merge_space, scorer)
     summ = front_summary(pts, ref_point)

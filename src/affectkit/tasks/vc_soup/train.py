@@ -37,8 +37,9 @@ from affectkit.tasks.vc_soup.model import (
 METHODS = ("vc", *BASELINES)
 
 
-def select_pairs(rows: dict[str, list[dict[str, Any]]], cfg: Config, method: str, seed: int) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
-    """The training pairs of each value under a filtering method, and what was kept."""
+def select_pairs(rows: dict[str, list[dict[str, Any]]], cfg: Config, method: str, seed: int, where: Path | None = None) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """The training pairs of each value under a filtering method, and what was kept (``where``: the
+    directory of the value files, for error messages)."""
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}", "methods: " + ", ".join(METHODS))
     values = tuple(cfg.values)
@@ -47,7 +48,8 @@ def select_pairs(rows: dict[str, list[dict[str, Any]]], cfg: Config, method: str
                       keep_ratio=cfg.keep_ratio if cfg.keep_ratio > 0 else None, keep_all=True)
     out, info = {}, {}
     for v in values:
-        scored, stats = filter_prefs(rows[v], spec, source=f"{v}_train.jsonl")
+        source = str(Path(where or "") / f"{v}_train.jsonl")
+        scored, stats = filter_prefs(rows[v], spec, source=source)
         kept = [r for r in scored if r["kept"]]
         rng = np.random.default_rng([seed, zlib.crc32(f"{method}/{v}".encode())])
         if method == "vc":
@@ -58,8 +60,12 @@ def select_pairs(rows: dict[str, list[dict[str, Any]]], cfg: Config, method: str
             chosen = random_subset(scored, len(kept), rng)
         else:
             chosen = denoise_only(scored, v, len(kept), rng)
+        if not chosen:
+            raise DataError(source, f"method {method!r} keeps no pairs of {stats['n_valid']} valid ones",
+                            "lower threshold (or raise keep_ratio), or use another method")
         flipped = sum(bool(r.get("label_flipped")) for r in chosen)
         info[v] = {"n_total": len(scored), "n_train": len(chosen), "vc_kept": len(kept), "flipped_in_train": flipped,
+                   "n_invalid": stats["n_dropped_invalid"], "invalid_reasons": stats["invalid_reasons"],
                    "consistency_mean_train": float(np.mean([r["consistency"] for r in chosen])) if chosen else math.nan}
         out[v] = chosen
     return out, info
@@ -122,8 +128,12 @@ def train_policies(cfg: Config, data_dir: Path, out_dir: Path, seed: int = 0, ou
     seed_everything(seed)
     out_dir = Path(out_dir)
     setting = load_setting(setting_dir(data_dir, cfg), cfg.values)
-    selected, sel_info = select_pairs(setting["rows"], cfg, cfg.method, seed)
+    selected, sel_info = select_pairs(setting["rows"], cfg, cfg.method, seed, where=setting["dir"])
     log = output.log if output is not None else (lambda m: None)
+    for v in cfg.values:
+        if sel_info[v]["n_invalid"] and output is not None:
+            reasons = ", ".join(f"{k}: {n}" for k, n in sel_info[v]["invalid_reasons"].items())
+            output.warn(f"{Path(setting['dir']) / f'{v}_train.jsonl'}: skipped {sel_info[v]['n_invalid']} invalid rows ({reasons})")
     ref_dir = out_dir / "reference"
     done_file = out_dir / "policies" / "progress.json"
     done = read_json(done_file) if (resume and done_file.is_file()) else {}
@@ -146,7 +156,7 @@ def train_policies(cfg: Config, data_dir: Path, out_dir: Path, seed: int = 0, ou
         log(f"training the {v} policy on {len(selected[v])} pairs ({cfg.method})")
         policy, info = train_value_policy(cfg, ref, tok, selected[v], seed, out_dir)
         save_policy(policy, tok, vdir)
-        summary["values"][v] = done[v] = {**sel_info[v], **info}
+        summary["values"][v] = done[v] = {**{k: x for k, x in sel_info[v].items() if k != "invalid_reasons"}, **info}
         atomic_write_json(done_file, done)
     atomic_write_json(out_dir / "policies" / "summary.json", summary)
     return summary
