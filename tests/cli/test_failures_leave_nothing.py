@@ -21,11 +21,12 @@ def _one_error(result, *needles):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--max-steps", "0"], "train.max_steps: must be >= 1, got 0"),
+    (["--max-steps", "0"], "--max-steps: train.max_steps: must be >= 1, got 0"),
     (["--max-steps", "-4"], "train.max_steps: must be >= 1, got -4"),
     (["--set", "train.batch_size=0"], "train.batch_size: must be >= 1"),
     (["--set", "train.milestones=[10,-2]"], "train.milestones: must be >= 0, got -2"),
     (["--set", "model.dropout=1.5"], "model.dropout: must be between 0.0 and 1.0"),
+    (["--set", "model.dropout=.nan"], "model.dropout: must be between 0.0 and 1.0, got nan"),
 ])
 def test_out_of_range_values_fail_before_any_work(args, needle, tmp_path):
     _one_error(invoke("train", "toy", "--out", str(tmp_path / "r"), *args), needle)

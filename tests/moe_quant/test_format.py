@@ -4,13 +4,13 @@ import json
 
 import pytest
 import torch
+from tests.moe_quant.conftest import lm_batches, s2s_batches, tiny_mixtral, tiny_switch
 
 from affectkit.tasks.moe_quant.config import QuantConfig
 from affectkit.tasks.moe_quant.hf_format import load_quantized, register_with_transformers, save_quantized
 from affectkit.tasks.moe_quant.model import forward
 from affectkit.tasks.moe_quant.quantize import quantize_in_memory
 from affectkit.tasks.moe_quant.quantize_pass import packed_tensor_census
-from conftest import lm_batches, s2s_batches, tiny_mixtral, tiny_switch
 
 
 @pytest.mark.parametrize("arch", ["mixtral", "switch"])

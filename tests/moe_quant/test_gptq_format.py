@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tests.moe_quant.conftest import lm_batches, tiny_mixtral
 
 from affectkit.tasks.moe_quant.config import QuantConfig
 from affectkit.tasks.moe_quant.gptq_format import save_gptq
 from affectkit.tasks.moe_quant.model import forward
 from affectkit.tasks.moe_quant.moe_layers import moe_layers
 from affectkit.tasks.moe_quant.quantize import quantize_in_memory
-from conftest import lm_batches, tiny_mixtral
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
 from helpers import invoke  # noqa: E402

@@ -268,11 +268,12 @@ def test_quantizing_a_quantized_directory(model_dir, tmp_path):
 
 @pytest.mark.parametrize("arch", ["mixtral", "switch"])
 def test_plain_from_pretrained_refuses_a_quantized_directory(arch, tmp_path):
+    from tests.moe_quant.conftest import lm_batches, s2s_batches, tiny_mixtral, tiny_switch
+
     from affectkit.tasks.moe_quant.config import QuantConfig
     from affectkit.tasks.moe_quant.hf_format import guard_keys, load_quantized, save_quantized
     from affectkit.tasks.moe_quant.model import forward
     from affectkit.tasks.moe_quant.quantize import quantize_in_memory
-    from conftest import lm_batches, s2s_batches, tiny_mixtral, tiny_switch
 
     m = tiny_mixtral() if arch == "mixtral" else tiny_switch()
     batches = lm_batches(2) if arch == "mixtral" else s2s_batches(2)

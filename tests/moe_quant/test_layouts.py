@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+from tests.moe_quant.conftest import lm_batches, s2s_batches, tiny_mixtral, tiny_switch
 
 from affectkit.tasks.moe_quant.baselines import rtn_quantize
 from affectkit.tasks.moe_quant.method_allocate import allocate_from_orders
@@ -13,7 +14,6 @@ from affectkit.tasks.moe_quant.moe_layers import moe_layers
 from affectkit.tasks.moe_quant.packed_modules import MixedBitExperts, QuantLinear, to_legacy_layout
 from affectkit.tasks.moe_quant.quantize import layer_orders
 from affectkit.tasks.moe_quant.quantize_pass import QuantOptions, packed_tensor_census, quantize_model
-from conftest import lm_batches, s2s_batches, tiny_mixtral, tiny_switch
 
 
 def test_adapters_find_every_moe_layer():

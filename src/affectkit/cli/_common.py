@@ -81,7 +81,8 @@ def with_config(config_cls: type) -> Callable[[Callable[..., Any]], Callable[...
                 elif given is not None and info.config_parse is not None:
                     given = info.config_parse(given)
                 explicit[info.config_key] = given
-            cfg = resolve(config_cls, kwargs.get("config"), kwargs.get("overrides") or [], explicit)
+            flags = {info.config_key: info.param_decls[0].split("/")[0] for info in keyed.values() if info.param_decls}
+            cfg = resolve(config_cls, kwargs.get("config"), kwargs.get("overrides") or [], explicit, flags=flags)
             return fn(**kwargs, cfg=cfg)
 
         wrapper.__signature__ = sig.replace(parameters=[p for p in sig.parameters.values() if p.name != "cfg"])

@@ -2,7 +2,8 @@
 
 Each subcommand has the verb's shared options plus the task's own (its ``TrainOptions`` or
 ``EvaluateOptions``), so ``affectkit train au-fe --help`` shows ``--data-au`` and no other task
-sees it. The verb's function gets the task name and ``options=(options object, {config key: value})``.
+sees it. The verb's function gets the task name and ``options=(options object, {config key: value},
+{config key: flag})``.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from affectkit.core.errors import DataError
 from affectkit.core.registry import load_task, task_names
 
 
-def split_options(options_cls: type | None, raw: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """(the task's options object, {config key: value}) from the values of its flags. Fields made
-    with ``flag(key=...)`` go to the config; the others to the options object."""
+def split_options(options_cls: type | None, raw: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, str]]:
+    """(the task's options object, {config key: value}, {config key: flag}) from the values of its
+    flags. Fields made with ``flag(key=...)`` go to the config; the others to the options object."""
     if options_cls is None:
-        return None, {}
-    values, keyed = {}, {}
+        return None, {}, {}
+    values, keyed, flags = {}, {}, {}
     for f in dataclasses.fields(options_cls):
         value = raw.get(f.name, f.default)
         if isinstance(value, Path) and not value.exists():
@@ -35,9 +36,10 @@ def split_options(options_cls: type | None, raw: dict[str, Any]) -> tuple[Any, d
         if f.metadata.get("key"):
             if value not in (None, False):
                 keyed[f.metadata["key"]] = str(value) if isinstance(value, Path) else value
+                flags[f.metadata["key"]] = f.metadata["flag"]
         else:
             values[f.name] = value
-    return options_cls(**values), keyed
+    return options_cls(**values), keyed, flags
 
 
 def _task_command(verb_fn: Callable[..., Any], task_name: str, options_cls: type | None, help: str) -> Any:  # noqa: A002

@@ -27,16 +27,16 @@ def evaluate(
     seed: int = SEED_OPTION,
     precision: str = PRECISION_OPTION,
     *,
-    options: tuple[Any, dict[str, Any]],
+    options: tuple[Any, dict[str, Any], dict[str, str]],
 ) -> None:
     spec = task_for(task, "evaluate")
-    options, explicit = options
+    options, explicit, flags = options
     output = get_output()
     if checkpoint not in ("best", "last"):
         raise UsageError(f"--checkpoint: expected best or last, got {checkpoint!r}")
     rundir = RunDir.existing(run) if run is not None else None
     base = rundir.load_config(spec.Config) if rundir is not None else None
-    cfg = resolve(spec.Config, config, overrides or [], explicit, base=base)
+    cfg = resolve(spec.Config, config, overrides or [], explicit, base=base, flags=flags)
     data_dir = require_dir(data, "data directory") if data is not None else None
 
     if not isinstance(spec, LoopTask):

@@ -32,20 +32,21 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
     precision: str = PRECISION_OPTION,
     *,
-    options: tuple[Any, dict[str, Any]],
+    options: tuple[Any, dict[str, Any], dict[str, str]],
 ) -> None:
     spec = task_for(task, "train")
-    options, explicit = options
+    options, explicit, flags = options
     if max_steps is not None:
         if spec.max_steps_key is None:
             raise UsageError(f"--max-steps does not apply to task {task!r}", "set its step count with --set")
         explicit[spec.max_steps_key] = max_steps
+        flags[spec.max_steps_key] = "--max-steps"
     output = get_output()
     out = out or Path("runs") / f"{task}-seed{seed}"
     run = RunDir.open(out, resume=resume, overwrite=overwrite)
     # resuming: the saved config is the base; a config file, --set and flags given now apply on top
     base = run.load_config(spec.Config) if resume and run.config_path.exists() else None
-    cfg = resolve(spec.Config, config, overrides or [], explicit, base=base)
+    cfg = resolve(spec.Config, config, overrides or [], explicit, base=base, flags=flags)
 
     from affectkit.core.device import get_accelerator
 

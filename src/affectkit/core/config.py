@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -121,15 +122,17 @@ def resolve(
     overrides: Iterable[str] = (),
     explicit: Mapping[str, Any] | None = None,
     base: T | None = None,
+    flags: Mapping[str, str] | None = None,
 ) -> T:
-    """Defaults (or ``base``), then the YAML file, then ``--set`` overrides, then explicit options."""
+    """Defaults (or ``base``), then the YAML file, then ``--set`` overrides, then explicit options
+    (``{key: value}``; ``flags`` names the option that gave each key, for error messages)."""
     cfg = base if base is not None else cls()
     if config_file is not None:
         cfg = _merge(cfg, load_yaml(config_file), str(config_file), "")
     cfg = apply_overrides(cfg, overrides)
     for key, value in (explicit or {}).items():
         if value is not None:
-            cfg = set_key(cfg, key, value)
+            cfg = set_key(cfg, key, value, (flags or {}).get(key, "option"))
     return cfg
 
 
@@ -212,7 +215,7 @@ def _in_range(value: Any, meta: Mapping[str, Any], where: str) -> Any:
     for item in value if isinstance(value, (list, tuple)) else [value]:
         if not isinstance(item, (int, float)) or isinstance(item, bool):
             continue
-        if (low is not None and item < low) or (high is not None and item > high):
+        if not math.isfinite(item) or (low is not None and item < low) or (high is not None and item > high):
             bounds = (f"between {low} and {high}" if low is not None and high is not None
                       else f">= {low}" if low is not None else f"<= {high}")
             raise UsageError(f"{where}: must be {bounds}, got {item!r}")
