@@ -44,6 +44,11 @@ def test_a_run_that_failed_in_setup_does_not_block_its_rerun(tmp_path):
     rerun = invoke("--json", "train", "toy", "--data", str(data), "--out", str(run), "--max-steps", "4")
     assert rerun.exit_code == 0, rerun.stderr
     assert json_lines(rerun.stdout)[-1]["step"] == 4
+    mask = os.umask(0)
+    os.umask(mask)
+    for made in (run / "checkpoints" / "step-4", run / "checkpoints" / "best", run / "config.yaml"):
+        mode = 0o777 if made.is_dir() else 0o666
+        assert stat.S_IMODE(made.stat().st_mode) == mode & ~mask, made  # not mkstemp's 0600 / mkdtemp's 0700
     # a run that got past set-up is still protected
     _one_error(invoke("train", "toy", "--data", str(data), "--out", str(run)), "already exists")
 

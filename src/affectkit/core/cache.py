@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from affectkit.core.runs import staging_dir
 
 ENV_VAR = "AFFECTKIT_CACHE"
 
@@ -36,10 +37,7 @@ def materialize(final: Path, writer: Callable[[Path], Any], replace: bool = Fals
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it 0700; the finished directory is an ordinary one
+    staging = staging_dir(final.parent, final.name)
     try:
         result = writer(staging)
         if final.exists():

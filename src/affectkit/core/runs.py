@@ -61,6 +61,15 @@ def _temp_beside(path: Path) -> str:
     return tmp
 
 
+def staging_dir(parent: Path, name: str) -> Path:
+    """A fresh hidden directory in ``parent`` to build ``name`` in, with the mode a plain ``mkdir``
+    would give (mkdtemp's is 0700); move it into place with one rename when it is complete."""
+    Path(parent).mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=TMP_SUFFIX, dir=parent))
+    path.chmod(0o777 & ~_umask())
+    return path
+
+
 def atomic_save(path: Path, writer: Any) -> None:
     """Call ``writer(tmp_path)``, then move the file into place: ``path`` is whole or absent. A
     failure to write names ``path``, never the temporary file."""
@@ -97,12 +106,15 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def remove_stale_temps(directory: Path) -> int:
-    """Delete the temporary files that killed atomic writes left in ``directory`` (and below)."""
+    """Delete what killed atomic writes left in ``directory`` (and below): temporary files and
+    staging directories."""
     removed = 0
-    for tmp in Path(directory).rglob(f".*{TMP_SUFFIX}"):
-        if tmp.is_file():
+    for tmp in sorted(Path(directory).rglob(f".*{TMP_SUFFIX}"), reverse=True):
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
             tmp.unlink(missing_ok=True)
-            removed += 1
+        removed += 1
     return removed
 
 
@@ -318,7 +330,7 @@ class RunDir:
 
     def staging_dir(self, name: str) -> Path:
         self.checkpoints.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.checkpoints))
+        return staging_dir(self.checkpoints, name)
 
     def prune(self, keep: int) -> None:
         if keep <= 0:

@@ -94,9 +94,10 @@ def save_merged(tensors: Mapping[str, Any], out: Path, source: Loaded, adapter: 
     ``source`` and the mergekit YAML into ``out``, all or nothing: the files are written into a
     temporary directory beside ``out`` and moved into place only when every one is complete."""
     import os
-    import tempfile
 
     from safetensors.torch import save_file
+
+    from affectkit.core.runs import staging_dir
 
     out = Path(out)
     data = {k: (v.to(out_dtype) if out_dtype is not None else v).contiguous() for k, v in sorted(tensors.items())}
@@ -107,11 +108,8 @@ def save_merged(tensors: Mapping[str, Any], out: Path, source: Loaded, adapter: 
         raise UsageError(f"--out {out}: is a file", "give a directory name")
     name = ADAPTER_FILE if adapter else "model.safetensors"
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp = staging_dir(out.parent, out.name)
     try:
-        mask = os.umask(0)
-        os.umask(mask)
-        tmp.chmod(0o777 & ~mask)
         save_file(data, str(tmp / name), metadata={"format": "pt"})
         if source.path.is_dir():
             for f in COPY_FILES + ((ADAPTER_CONFIG,) if adapter else ()):
