@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from tests.au_fe.conftest import TINY as BASE
 from tests.au_fe.conftest import face_video
-from tests.cli.helpers import invoke, json_lines
+from tests.cli.helpers import invoke, json_lines, one_error
 
 from affectkit.core.errors import DataError
 from affectkit.core.output import Output, set_output
@@ -46,13 +46,7 @@ def _error_lines(text):
 
 
 def _one_error(res, *needles):
-    assert res.exit_code == 2, res.stderr
-    errors = _error_lines(res.stderr)
-    assert len(errors) == 1, res.stderr
-    assert "Traceback" not in res.stderr
-    for needle in needles:
-        assert needle in errors[0], errors[0]
-    return errors[0]
+    return one_error(res.exit_code, res.stderr, *needles)
 
 
 # ---- item 1: drops are reported -------------------------------------------------------------------

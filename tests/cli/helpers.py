@@ -20,3 +20,15 @@ def json_lines(text: str) -> list[dict]:
 def run_cli(args: list[str], env: dict, timeout: int = 300, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "affectkit", *args], env=env, capture_output=True, text=True,
                           timeout=timeout, cwd=cwd)
+
+
+def one_error(exit_code: int, stderr: str, *needles: str) -> str:
+    """A usage error as users must see it: exit 2, exactly one `Error:` line holding every needle,
+    no traceback. Returns that line."""
+    assert exit_code == 2, (exit_code, stderr)
+    errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, stderr
+    assert "Traceback" not in stderr, stderr
+    for needle in needles:
+        assert str(needle) in errors[0], (needle, errors[0])
+    return errors[0]

@@ -5,7 +5,7 @@ import os
 import stat
 
 import pytest
-from tests.cli.helpers import invoke, json_lines
+from tests.cli.helpers import invoke, json_lines, one_error
 
 from affectkit.core.errors import DataError
 from affectkit.core.output import Output
@@ -13,11 +13,7 @@ from affectkit.core.runs import RunDir, atomic_save, atomic_write_text
 
 
 def _one_error(result, *needles):
-    assert result.exit_code == 2, (result.stdout, result.stderr)
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
-    for needle in needles:
-        assert needle in errors[0], errors[0]
+    one_error(result.exit_code, result.stderr, *needles)
 
 
 @pytest.mark.parametrize("args, needle", [

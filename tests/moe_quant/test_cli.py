@@ -1,13 +1,9 @@
 """The commands end to end on tiny models: train, quantize, evaluate; usage errors exit 2."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
-from helpers import invoke, json_lines  # noqa: E402
+from tests.cli.helpers import invoke, json_lines
 
 
 @pytest.fixture(autouse=True)

@@ -4,12 +4,11 @@ GPTQ reader; loading with the gptqmodel package when it is installed."""
 
 import json
 import re
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from tests.cli.helpers import invoke
 from tests.moe_quant.conftest import lm_batches, tiny_mixtral
 
 from affectkit.tasks.moe_quant.config import QuantConfig
@@ -17,9 +16,6 @@ from affectkit.tasks.moe_quant.gptq_format import save_gptq
 from affectkit.tasks.moe_quant.model import forward
 from affectkit.tasks.moe_quant.moe_layers import moe_layers
 from affectkit.tasks.moe_quant.quantize import quantize_in_memory
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
-from helpers import invoke  # noqa: E402
 
 
 def unpack_int32(words: torch.Tensor, bits: int, count: int) -> torch.Tensor:

@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
-from helpers import invoke  # noqa: E402
+from tests.cli.helpers import invoke, one_error  # noqa: E402
 
 TINY = ["--set", "hidden_size=32", "--set", "intermediate_size=32", "--set", "batch_size=2", "--set", "seq_len=16"]
 
@@ -25,14 +23,7 @@ def _cache(tmp_path, monkeypatch):
 
 
 def _one_error(res, *needles: str) -> str:
-    """Exit 2, exactly one `Error:` line holding every needle, no traceback; returns that line."""
-    assert res.exit_code == 2, (res.exit_code, res.stdout, res.stderr)
-    errors = [line for line in res.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, res.stderr
-    assert "Traceback" not in res.stderr
-    for needle in needles:
-        assert needle in errors[0], errors[0]
-    return errors[0]
+    return one_error(res.exit_code, res.stderr, *needles)
 
 
 def _timed(*args: str):

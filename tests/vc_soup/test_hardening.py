@@ -17,6 +17,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 from safetensors.torch import load_file, save_file  # noqa: E402
+from tests.cli.helpers import one_error  # noqa: E402
 
 from affectkit.core.config import save_yaml  # noqa: E402
 from affectkit.tasks.vc_soup.config import Config, DPOConfig, PolicyConfig, SFTConfig  # noqa: E402
@@ -75,14 +76,7 @@ def run_dir(tmp_path_factory, data_dir) -> Path:
     return run
 
 
-def _one_error(code: int, err: str, *names: str) -> None:
-    """Exit 2, exactly one `Error:` line that names each of ``names``, no traceback."""
-    assert code == 2, err
-    lines = [ln for ln in err.splitlines() if ln.startswith("Error:")]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err, err
-    for name in names:
-        assert str(name) in lines[0], (name, lines[0])
+_one_error = one_error
 
 
 # ---- 1. NaN weights are refused before anything is written ------------------------------------
