@@ -1,0 +1,1 @@
+"""mblfe task, in progress."""
