@@ -22,10 +22,10 @@ def run_cli(args: list[str], env: dict, timeout: int = 300, cwd=None) -> subproc
                           timeout=timeout, cwd=cwd)
 
 
-def one_error(exit_code: int, stderr: str, *needles: str) -> str:
-    """A usage error as users must see it: exit 2, exactly one `Error:` line holding every needle,
-    no traceback. Returns that line."""
-    assert exit_code == 2, (exit_code, stderr)
+def one_error(exit_code: int, stderr: str, *needles: str, code: int = 2) -> str:
+    """An error as users must see it: exit ``code`` (2: usage or bad input), exactly one `Error:`
+    line holding every needle, no traceback. Returns that line."""
+    assert exit_code == code, (exit_code, stderr)
     errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1, stderr
     assert "Traceback" not in stderr, stderr

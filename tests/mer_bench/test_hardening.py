@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.cli.helpers import invoke
+from tests.cli.helpers import invoke, one_error
 
 from affectkit.core.errors import DataError, RunFailure
 from affectkit.core.output import Output
@@ -31,13 +31,8 @@ def error_lines(r) -> list[str]:
 
 
 def assert_one_error(r, code: int, *needles: str) -> str:
-    assert r.exit_code == code, (r.exit_code, r.stdout, r.stderr)
-    errs = error_lines(r)
-    assert len(errs) == 1, r.stderr
-    assert "Traceback" not in r.stderr and "Traceback" not in r.stdout
-    for n in needles:
-        assert n in errs[0], (n, errs[0])
-    return errs[0]
+    assert "Traceback" not in r.stdout, r.stdout
+    return one_error(r.exit_code, r.stderr, *needles, code=code)
 
 
 def openai_args(server: ScriptedServer) -> list[str]:
