@@ -15,6 +15,11 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[all,test]"
+	# RecBole, the reference of the ranking-metric parity tests and the holder of MovieLens-100k (mblfe's
+	# real-data check): without its heavy extras (ray, ...), which those tests never import
+	$(BIN)/pip install -q "colorlog==4.7.2" "colorama==0.4.4" texttable tabulate tensorboard \
+	  && $(BIN)/pip install -q --no-deps "recbole==1.2.1" \
+	  || echo "recbole did not install: its parity and MovieLens tests will skip"
 
 demo: install
 	$(BIN)/affectkit bench --quick --out bench-results

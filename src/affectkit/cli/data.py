@@ -8,9 +8,9 @@ from pathlib import Path
 import typer
 
 from affectkit.cli._app import new_app
-from affectkit.cli._common import SEED_OPTION, task_for
+from affectkit.cli._common import CONFIG_OPTION, SEED_OPTION, SET_OPTION, task_for
 from affectkit.core.cache import materialize
-from affectkit.core.errors import UsageError
+from affectkit.core.errors import DataError, UsageError
 from affectkit.core.output import get_output
 
 app = new_app("Embedded benchmarks: generate data in each task's real on-disk format.")
@@ -49,3 +49,25 @@ def make(
         **dict(summary or {}),
     }
     output.result(fields)
+
+
+@app.command("stats", help="Statistics of a dataset in TASK's formats, with its known issues (leakage, id gaps).")
+def stats(
+    task: str = typer.Argument(..., help="Task name (see `affectkit tasks`)."),
+    data: Path = typer.Option(..., "--data", help="Dataset folder or file."),
+    config: Path | None = CONFIG_OPTION,
+    overrides: list[str] | None = SET_OPTION,
+) -> None:
+    from affectkit.core.config import resolve
+    from affectkit.core.output import key_value_table
+    from affectkit.core.task import Task
+
+    spec = task_for(task, "data")
+    if type(spec).data_stats is Task.data_stats:
+        raise UsageError(f"task {task} has no dataset statistics", "`affectkit tasks` lists what each task supports")
+    cfg = resolve(spec.Config, config, overrides or [], {})
+    if not data.exists():
+        raise DataError(data, "no such file or directory")
+    result = dict(spec.data_stats(data, cfg))
+    flat = {k: v for k, v in result.items() if not isinstance(v, (dict, list))}
+    get_output().result({"task": task, **result}, human=key_value_table(flat, title=f"{task}: {data}"))

@@ -94,10 +94,12 @@ def _topk_indices(s: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of the k best scores per row, ties broken by lower item index."""
     import torch
 
-    vals, idx = torch.topk(s, k, dim=1)
+    extra = k < s.shape[1]  # one more score shows a tie at the boundary of the top k
+    vals, idx = torch.topk(s, k + extra, dim=1)
     # torch.topk orders ties arbitrarily: rows with a tie inside the top k, or at its boundary,
     # are redone with a stable sort (rare with real-valued scores).
-    tied = (vals[:, 1:] == vals[:, :-1]).any(1) | ((s >= vals[:, -1:]).sum(1) > k)
+    tied = (vals[:, 1:] == vals[:, :-1]).any(1)
+    idx = idx[:, :k]
     if tied.any():
         idx[tied] = torch.sort(s[tied], dim=1, descending=True, stable=True).indices[:, :k]
     return idx

@@ -22,6 +22,7 @@ BUILTIN: dict[str, str] = {
     "au-fe": "affectkit.tasks.au_fe:TASK",
     "moe-quant": "affectkit.tasks.moe_quant:TASK",
     "moe-lm": "affectkit.tasks.moe_quant:MOE_LM",
+    "mblfe": "affectkit.tasks.mblfe:TASK",
     "vc-soup": "affectkit.tasks.vc_soup:TASK",
     "mer-bench": "affectkit.tasks.mer_bench:TASK",
 }

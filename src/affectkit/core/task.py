@@ -152,6 +152,11 @@ class Task:
         """Run the method and its baselines on the embedded benchmark (the protocol in bench.py)."""
         raise NotImplementedError
 
+    def data_stats(self, data_dir: Path, cfg: Any) -> Mapping[str, Any]:
+        """Statistics of a dataset in one of the task's formats, with its known issues warned about
+        (``affectkit data stats TASK --data DIR``); tasks without it leave this unimplemented."""
+        raise NotImplementedError
+
     def resolve_config(self, cfg: Any, data_dir: Path) -> Any:
         """Fill values that depend on the data directory; the result is what the run saves."""
         return cfg

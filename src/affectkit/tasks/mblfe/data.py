@@ -108,6 +108,8 @@ class MultiBehaviorData:
 
 def group_by_user(p: np.ndarray) -> dict[int, np.ndarray]:
     """(n, 2) pairs -> {user: sorted items}."""
+    if len(p) == 0:
+        return {}
     p = p[np.lexsort((p[:, 1], p[:, 0]))]
     users, starts = np.unique(p[:, 0], return_index=True)
     return {int(u): items for u, items in zip(users, np.split(p[:, 1], starts[1:]), strict=True)}
