@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
-
-from affectkit.tasks.mblfe.synth import make
 from tests.cli.helpers import json_lines, run_cli
 from tests.conftest import subprocess_env
+
+from affectkit.tasks.mblfe.synth import make
 
 pytestmark = pytest.mark.slow
 
