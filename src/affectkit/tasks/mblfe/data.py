@@ -374,6 +374,18 @@ def write_folder(ds: MultiBehaviorData, folder: str | Path) -> Path:
 # RecBole atomic files
 
 
+def atomic_records(fh: Iterable[str], n_fields: int, path: Path) -> Iterable[tuple[int, list[str]]]:
+    """(line number, fields) of the data lines of a RecBole atomic file after its header: blank
+    lines skipped, a line whose field count is not the header's is a DataError."""
+    for lineno, line in enumerate(fh, 2):
+        if not line.strip():
+            continue
+        parts = line.rstrip("\r\n").split("\t")
+        if len(parts) != n_fields:
+            raise DataError(path, f"line {lineno}: {len(parts)} tab-separated fields, the header has {n_fields}")
+        yield lineno, parts
+
+
 def _atomic_rows(path: Path, target: str | None, behaviors: Sequence[str] | None) -> dict[str, list[tuple[str, str]]]:
     """Rows of one ``.inter`` file, grouped by behavior (``behavior:token`` or one-hot ``:float``)."""
     require_file(path, ".inter file")
@@ -399,12 +411,7 @@ def _atomic_rows(path: Path, target: str | None, behaviors: Sequence[str] | None
                     raise DataError(path, f"line 1: no behavior column {n!r} (header: {' '.join(header)})")
                 onehot.append((n, fields[n][0]))
         rows: dict[str, list[tuple[str, str]]] = {n: [] for n, _ in onehot}
-        for lineno, line in enumerate(fh, 2):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\r\n").split("\t")
-            if len(parts) != len(header):
-                raise DataError(path, f"line {lineno}: {len(parts)} tab-separated fields, the header has {len(header)}")
+        for lineno, parts in atomic_records(fh, len(header), path):
             pair = (parts[ucol], parts[icol])
             if not pair[0] or not pair[1]:
                 raise DataError(path, f"line {lineno}: empty user or item id")

@@ -60,7 +60,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from affectkit.core.errors import DataError
-from affectkit.tasks.mblfe.data import MultiBehaviorData
+from affectkit.tasks.mblfe.data import MultiBehaviorData, atomic_records
 
 MEMBER = "recbole/dataset_example/ml-100k/ml-100k.inter"
 BEHAVIORS = ("view", "cart", "buy")
@@ -135,12 +135,7 @@ def _read_ratings(path: Path | zipfile.Path) -> tuple[list[str], list[str], np.n
                             hint="expected a RecBole atomic .inter file: user_id:token, item_id:token, "
                                  "rating:float, timestamp:float, tab-separated")
         ucol, icol, rcol, tcol = (names.index(c) for c in COLUMNS)
-        for lineno, line in enumerate(fh, 2):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\r\n").split("\t")
-            if len(parts) != len(header):
-                raise DataError(path, f"line {lineno}: {len(parts)} tab-separated fields, the header has {len(header)}")
+        for lineno, parts in atomic_records(fh, len(header), path):
             u, i = parts[ucol].strip(), parts[icol].strip()
             if not u or not i:
                 raise DataError(path, f"line {lineno}: empty user or item id")
