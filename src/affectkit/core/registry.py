@@ -23,6 +23,7 @@ BUILTIN: dict[str, str] = {
     "moe-quant": "affectkit.tasks.moe_quant:TASK",
     "moe-lm": "affectkit.tasks.moe_quant:MOE_LM",
     "mblfe": "affectkit.tasks.mblfe:TASK",
+    "news-rec": "affectkit.tasks.news_rec:TASK",
     "vc-soup": "affectkit.tasks.vc_soup:TASK",
     "mer-bench": "affectkit.tasks.mer_bench:TASK",
 }
