@@ -19,8 +19,7 @@ from affectkit.core.task import (
     TrainRequest,
     flag,
 )
-from affectkit.tasks.news_rec.config import NewsRecConfig
-from affectkit.tasks.news_rec.train import METRICS
+from affectkit.tasks.news_rec.config import METRICS, NewsRecConfig
 
 
 @dataclass

@@ -7,7 +7,15 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from affectkit.core.config import TrainConfig, help_field
+from affectkit.core.task import MetricSpec
 
+# the official MIND metrics, the first selects the best epoch (on validation)
+METRICS = (
+    MetricSpec("auc", True, "mean per-impression AUC (official MIND semantics)"),
+    MetricSpec("mrr", True, "mean per-impression MRR; every clicked item counts"),
+    MetricSpec("ndcg@5", True, "nDCG@5 with gain 2^y - 1"),
+    MetricSpec("ndcg@10", True, "nDCG@10"),
+)
 VARIANTS = ("sein", "sein-no-lstm", "sein-no-sa", "global", "local", "nrms")
 
 

@@ -3,7 +3,6 @@ prediction file, write prediction.txt, dataset statistics."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,6 @@ def train_run(request: TrainRequest) -> dict[str, Any]:
 def _model(cfg: Any, weights: Path) -> Any:
     """The network with a run's weights; tables that grew (users and news of a new split) keep the
     trained rows first."""
-    import torch
     from safetensors.torch import load_file
 
     model = NewsRecLoop().build_model(cfg)
@@ -47,7 +45,7 @@ def _model(cfg: Any, weights: Path) -> Any:
             raise DataError(weights, f"tensor {key!r} has shape {tuple(value.shape)}, the config builds {tuple(own[key].shape)}")
         own[key] = value
     model.load_state_dict(own)
-    return model.eval().requires_grad_(False) if isinstance(model, torch.nn.Module) else model
+    return model.eval().requires_grad_(False)
 
 
 def _score_impressions(cfg: Any, model: Any, imps: Any, output: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +112,7 @@ def predict_run(request: PredictRequest) -> dict[str, Any]:
     _PREPARED.clear()
     prep = prepare(cfg, data_dir, extra=folder)
     _PREPARED[("predict", str(folder))] = prep
-    model = _model(replace(cfg), run.weights(request.checkpoint))
+    model = _model(cfg, run.weights(request.checkpoint))
     scores, _ = _score_impressions(cfg, model, prep.extra, get_output())
     keep = prep.extra.candidates >= 0
     per_imp = [s[k] for s, k in zip(scores, keep, strict=True)]

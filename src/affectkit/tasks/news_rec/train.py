@@ -17,15 +17,10 @@ import numpy as np
 import torch
 
 from affectkit.core.errors import UsageError
-from affectkit.core.task import DataBundle, LoopTask, MetricSpec
+from affectkit.core.task import DataBundle, LoopTask
+from affectkit.tasks.news_rec.config import METRICS
 from affectkit.tasks.news_rec.prepare import Impressions, Prepared, prepare
 
-METRICS = (
-    MetricSpec("auc", True, "mean per-impression AUC (official MIND semantics)"),
-    MetricSpec("mrr", True, "mean per-impression MRR; every clicked item counts"),
-    MetricSpec("ndcg@5", True, "nDCG@5 with gain 2^y - 1"),
-    MetricSpec("ndcg@10", True, "nDCG@10"),
-)
 _PREPARED: dict[tuple, Prepared] = {}
 
 
