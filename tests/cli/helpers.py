@@ -1,6 +1,10 @@
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -32,3 +36,16 @@ def one_error(exit_code: int, stderr: str, *needles: str, code: int = 2) -> str:
     for needle in needles:
         assert str(needle) in errors[0], (needle, errors[0])
     return errors[0]
+
+
+def run_killed(args: list[str], env: dict, out: Path, checkpoint_glob: str, timeout: float = 120) -> None:
+    """Start ``affectkit ARGS --out OUT`` and SIGKILL it as soon as a checkpoint directory matching
+    ``checkpoint_glob`` appears under ``OUT/checkpoints``; the run must not have finished by then."""
+    proc = subprocess.Popen([sys.executable, "-m", "affectkit", *args, "--out", str(out)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while time.time() < deadline and not list((out / "checkpoints").glob(checkpoint_glob)):
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "results.json").exists(), "the run finished before it could be killed"

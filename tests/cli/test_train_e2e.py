@@ -1,15 +1,12 @@
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
-from tests.cli.helpers import invoke, json_lines, run_cli
+from tests.cli.helpers import invoke, json_lines, run_cli, run_killed
 from tests.conftest import subprocess_env
 
 
@@ -82,14 +79,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert done.returncode == 0, done.stderr
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "affectkit", *args, "--out", str(killed)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list((killed / "checkpoints").glob("step-1[0-9][0-9]")):
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (killed / "results.json").exists(), "the run finished before it could be killed"
+    run_killed(args, env, killed, "step-1[0-9][0-9]")
 
     resumed = run_cli([*args, "--out", str(killed), "--resume"], env)
     assert resumed.returncode == 0, resumed.stderr

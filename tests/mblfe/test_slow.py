@@ -1,16 +1,13 @@
 """mblfe end to end, slow set: two processes, kill-and-resume, and the positive control."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
-from tests.cli.helpers import json_lines, run_cli
+from tests.cli.helpers import json_lines, run_cli, run_killed
 from tests.conftest import subprocess_env
 
 from affectkit.tasks.mblfe.synth import make
@@ -58,14 +55,7 @@ def test_sigkill_then_resume_matches_the_uninterrupted_run(quick, tmp_path):
     done = run_cli([*args, "--out", str(reference)], env)
     assert done.returncode == 0, done.stderr
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "affectkit", *args, "--out", str(killed)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (killed / "checkpoints" / "step-24").exists():
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (killed / "results.json").exists(), "the run finished before it could be killed"
+    run_killed(args, env, killed, "step-24")
     resumed = run_cli([*args, "--out", str(killed), "--resume"], env)
     assert resumed.returncode == 0, resumed.stderr
     a = load_file(reference / "checkpoints" / "step-100" / "model.safetensors")

@@ -1,16 +1,13 @@
 """news-rec end to end, slow set: two processes, kill-and-resume."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
-from tests.cli.helpers import json_lines, run_cli
+from tests.cli.helpers import json_lines, run_cli, run_killed
 from tests.conftest import subprocess_env
 
 from affectkit.tasks.news_rec.synth import make
@@ -52,14 +49,7 @@ def test_sigkill_then_resume_matches_the_uninterrupted_run(quick, tmp_path):
     assert done.returncode == 0, done.stderr
     steps = sorted(int(p.name.split("-")[1]) for p in (reference / "checkpoints").glob("step-*"))
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "affectkit", *args, "--out", str(killed)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and not (killed / "checkpoints" / f"step-{steps[0]}").exists():
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (killed / "results.json").exists(), "the run finished before it could be killed"
+    run_killed(args, env, killed, f"step-{steps[0]}", timeout=300)
     resumed = run_cli([*args, "--out", str(killed), "--resume"], env, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     a = load_file(reference / "checkpoints" / f"step-{steps[-1]}" / "model.safetensors")
