@@ -68,6 +68,20 @@ def batches_per_epoch(n: int, batch_size: int) -> int:
     return n // batch_size
 
 
+def epoch_schedule(tc: Any, n: int, epochs: int, patience: int, where: Any, what: str) -> Any:
+    """``tc`` (a TrainConfig) for a task that counts in epochs of ``n`` samples (``what``): at most
+    ``epochs`` epochs (a smaller ``max_steps`` still caps them), evaluation and checkpoints once per
+    epoch unless set, early stop after ``patience`` epochs without improvement."""
+    from dataclasses import replace
+
+    per_epoch = batches_per_epoch(n, tc.batch_size)
+    if per_epoch == 0:
+        raise UsageError(f"{where}: train.batch_size={tc.batch_size} is larger than the {n} {what}",
+                         f"lower it: --set train.batch_size={max(1, n // 4)}")
+    return replace(tc, max_steps=min(tc.max_steps, epochs * per_epoch), eval_every=tc.eval_every or per_epoch,
+                   checkpoint_every=tc.checkpoint_every or per_epoch, early_stop_patience=patience)
+
+
 def make_optimizer(model: Any, cfg: Any, task: Any) -> Any:
     import torch
 

@@ -53,22 +53,12 @@ def graph_of(ds: MultiBehaviorData) -> Graph:
     return Graph(ds.n_users, ds.n_items, ds.behaviors, tuple(ds.train[b].tocsr() for b in ds.behaviors))
 
 
-def batches_per_epoch(n_users: int, batch_size: int, where: Any) -> int:
-    n = n_users // batch_size
-    if n == 0:
-        raise UsageError(f"{where}: train.batch_size={batch_size} is larger than the {n_users} users",
-                         f"lower it: --set train.batch_size={max(1, n_users // 4)}")
-    return n
-
-
 def resolve(cfg: Any, data_dir: Path) -> Any:
     """The funnel read from the data, and the epoch schedule in optimizer steps."""
+    from affectkit.core.loop import epoch_schedule
+
     ds = load_data(cfg, data_dir)
-    per_epoch = batches_per_epoch(ds.n_users, cfg.train.batch_size, ds.source or data_dir)
-    tc = cfg.train
-    tc = replace(tc, max_steps=min(tc.max_steps, cfg.schedule.epochs * per_epoch),
-                 eval_every=tc.eval_every or per_epoch, checkpoint_every=tc.checkpoint_every or per_epoch,
-                 early_stop_patience=cfg.schedule.patience)
+    tc = epoch_schedule(cfg.train, ds.n_users, cfg.schedule.epochs, cfg.schedule.patience, ds.source or data_dir, "users")
     data = replace(cfg.data, behaviors=list(ds.behaviors), target=ds.target)
     return replace(cfg, data=data, train=tc)
 

@@ -34,15 +34,12 @@ def load(cfg: Any, data_dir: Path) -> Prepared:
 
 
 def resolve(cfg: Any, data_dir: Path) -> Any:
+    """The epoch schedule in optimizer steps (one epoch: every training click once)."""
+    from affectkit.core.loop import epoch_schedule
+
     prep = load(cfg, data_dir)
-    per_epoch = len(prep.samples) // cfg.train.batch_size
-    if per_epoch == 0:
-        raise UsageError(f"{data_dir}: train.batch_size={cfg.train.batch_size} is larger than the "
-                         f"{len(prep.samples)} training clicks", "lower --set train.batch_size")
-    tc = cfg.train
-    tc = replace(tc, max_steps=min(tc.max_steps, cfg.schedule.epochs * per_epoch),
-                 eval_every=tc.eval_every or per_epoch, checkpoint_every=tc.checkpoint_every or per_epoch,
-                 early_stop_patience=cfg.schedule.patience)
+    tc = epoch_schedule(cfg.train, len(prep.samples), cfg.schedule.epochs, cfg.schedule.patience, data_dir,
+                        "training clicks")
     return replace(cfg, train=tc)
 
 
