@@ -316,11 +316,13 @@ class TrainConfig:
     lr: float = help_field(1e-3, "peak learning rate", min=0.0)
     weight_decay: float = help_field(0.0, "AdamW weight decay", min=0.0)
     warmup_steps: int = help_field(0, "linear warm-up steps, then cosine decay to zero (0: constant lr)", min=0)
-    schedule: Literal["constant", "cosine", "multistep"] = help_field(
-        "constant", "learning-rate schedule after warm-up (multistep: x gamma at each milestone step)"
+    schedule: Literal["constant", "cosine", "multistep", "plateau"] = help_field(
+        "constant", "learning-rate schedule after warm-up (multistep: x gamma at each milestone step;\n"
+        "plateau: x gamma after plateau_patience evaluations without improvement)"
     )
     milestones: list[int] = help_field([], "optimizer steps at which multistep multiplies the lr by gamma", min=0)
-    gamma: float = help_field(0.1, "multistep decay factor", min=0.0)
+    gamma: float = help_field(0.1, "multistep / plateau decay factor", min=0.0)
+    plateau_patience: int = help_field(5, "plateau: evaluations without improvement before the lr drops", min=0)
     grad_accum: int = help_field(1, "gradient accumulation steps per optimizer step", min=1)
     clip_grad_norm: float = help_field(1.0, "max global gradient norm (0 disables clipping)", min=0.0)
     eval_every: int = help_field(50, "evaluate every N optimizer steps (0: only at the end)", min=0)

@@ -92,21 +92,44 @@ def make_optimizer(model: Any, cfg: Any, task: Any) -> Any:
     return torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
 
 
+class LrFactor:
+    """The learning-rate multiplier of a step: linear warm-up, then the schedule of ``train.schedule``.
+    Its attributes are plain numbers, so LambdaLR's state dict carries them (a resumed run keeps the
+    plateau level it had reached)."""
+
+    def __init__(self, tc: Any):
+        self.warmup, self.schedule, self.max_steps = tc.warmup_steps, tc.schedule, tc.max_steps
+        self.milestones, self.gamma = list(tc.milestones), tc.gamma
+        self.patience = getattr(tc, "plateau_patience", 0)
+        self.level, self.bad = 0, 0
+
+    def __call__(self, step: int) -> float:
+        if self.warmup > 0 and step < self.warmup:
+            return (step + 1) / self.warmup
+        if self.schedule == "multistep":
+            return self.gamma ** sum(step >= m for m in self.milestones)
+        if self.schedule == "cosine":
+            span = max(1, self.max_steps - self.warmup)
+            progress = min(1.0, (step - self.warmup) / span)
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        if self.schedule == "plateau":
+            return self.gamma**self.level
+        return 1.0
+
+    def observe(self, improved: bool) -> None:
+        """One evaluation (plateau only): after more than ``plateau_patience`` evaluations in a row
+        without improvement, multiply the lr by ``gamma`` (torch's ReduceLROnPlateau, cooldown 0)."""
+        if self.schedule != "plateau":
+            return
+        self.bad = 0 if improved else self.bad + 1
+        if self.bad > self.patience:
+            self.level, self.bad = self.level + 1, 0
+
+
 def make_scheduler(optimizer: Any, tc: Any) -> Any:
     import torch
 
-    def factor(step: int) -> float:
-        if tc.warmup_steps > 0 and step < tc.warmup_steps:
-            return (step + 1) / tc.warmup_steps
-        if tc.schedule == "multistep":
-            return tc.gamma ** sum(step >= m for m in tc.milestones)
-        if tc.schedule == "cosine":
-            span = max(1, tc.max_steps - tc.warmup_steps)
-            progress = min(1.0, (step - tc.warmup_steps) / span)
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        return 1.0
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, LrFactor(tc))
 
 
 def _loader(dataset: Any, batch_sampler: Any, collate_fn: Any, num_workers: int, seed: int = 0) -> Any:
@@ -313,7 +336,9 @@ def fit(
                     output.event("eval", step=step, metrics=last_metrics)
                     spec = next((m for m in task.metrics if m.name in last_metrics), spec)
                     value = last_metrics.get(spec.name)
-                    if _improved(value, best_value, spec):
+                    improved = _improved(value, best_value, spec)
+                    scheduler.lr_lambdas[0].observe(improved)
+                    if improved:
                         best_value, best_step, bad_evals = value, step, 0
                         save_best(step, last_metrics)
                     else:

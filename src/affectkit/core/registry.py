@@ -24,6 +24,7 @@ BUILTIN: dict[str, str] = {
     "moe-lm": "affectkit.tasks.moe_quant:MOE_LM",
     "mblfe": "affectkit.tasks.mblfe:TASK",
     "news-rec": "affectkit.tasks.news_rec:TASK",
+    "rppg": "affectkit.tasks.rppg:TASK",
     "vc-soup": "affectkit.tasks.vc_soup:TASK",
     "mer-bench": "affectkit.tasks.mer_bench:TASK",
 }

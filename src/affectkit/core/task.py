@@ -100,11 +100,13 @@ class EvaluateRequest:
 
 @dataclass
 class PredictRequest:
-    """What ``predict`` gets: a trained run and one input file."""
+    """What ``predict`` gets: a trained run (None where the task's ``predict_needs_run`` is false)
+    and one input, plus the task's own options (its ``PredictOptions``)."""
 
-    run: Path
+    run: Path | None
     input: Path
     checkpoint: str = "best"
+    options: Any = None
 
 
 @dataclass
@@ -139,6 +141,9 @@ class Task:
     commands: ClassVar[tuple[TaskVerb, ...]] = ()
     TrainOptions: ClassVar[type | None] = None
     EvaluateOptions: ClassVar[type | None] = None
+    PredictOptions: ClassVar[type | None] = None
+    # False where ``predict`` runs without a trained run (rppg's classical methods)
+    predict_needs_run: ClassVar[bool] = True
     # The config key that ``train --max-steps N`` sets (None: the flag does not apply).
     max_steps_key: ClassVar[str | None] = None
     # Bumped whenever the embedded generator changes: the cache keys its data by it.
@@ -167,7 +172,9 @@ class Task:
         return None
 
     def predict(self, request: PredictRequest) -> dict[str, Any]:
-        """Apply a trained run to one input; ``{"rows": [...], ...summary}``."""
+        """Apply a trained run to one input: ``{"rows": iterable of dicts, ...summary}``; optional keys
+        ``finish`` (a callable giving more summary once the rows are consumed), ``message`` (the
+        human summary line) and ``row_event`` (the JSON event name of a row, default frame)."""
         raise NotImplementedError
 
     def verb_names(self) -> tuple[str, ...]:
@@ -258,7 +265,7 @@ def check_task(task: Any, source: str) -> None:
         if cmd.name in (*CORE_VERBS, "tasks", "config") or ":" not in cmd.target:
             raise TaskContractError(f"{where}: task verb {cmd.name!r} ({cmd.target}) shadows a shared verb "
                                     "or is not module:attr")
-    for options in (task.TrainOptions, task.EvaluateOptions):
+    for options in (task.TrainOptions, task.EvaluateOptions, task.PredictOptions):
         if options is not None and not all("flag" in f.metadata for f in dataclasses.fields(options)):
             raise TaskContractError(f"{where}: {options.__name__} fields must be made with core.task.flag")
     cfg = task.Config()

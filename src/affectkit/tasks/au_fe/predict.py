@@ -126,5 +126,7 @@ def predict_video(task: Any, run_dir: Path, video: Path, checkpoint: str = "best
         rows.append(row)
     return {"video": str(video), "frames": t, "fps": vid.fps, "frames_expected": decoding["frames_expected"],
             "frames_decoded": decoding["frames_decoded"], "face_found_frames": int(found.sum()), "status": status,
-            "warnings": warnings, "expression": expression, "rows": rows}
+            "warnings": warnings, "expression": expression, "rows": rows,
+            "message": f"{t} frames, face found in {int(found.sum())}; "
+                       f"expression: {(expression or {}).get('label', 'n/a')}"}
 

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from affectkit.tasks.rppg import postprocess as pp
-from affectkit.tasks.rppg.classical import METHODS, chrom, green, pos
+from affectkit.tasks.rppg.baselines import METHODS, chrom, green, pos
 
 FS = 30.0
 SKIN = np.array([180.0, 120.0, 95.0])
@@ -152,7 +152,7 @@ def test_metrics_against_hand_computation() -> None:
 
 
 def test_method_options() -> None:
-    from affectkit.tasks.rppg.classical import pbv
+    from affectkit.tasks.rppg.baselines import pbv
 
     rgb = synth_trace(hr_bpm=84.0, seed=5)
     assert abs(pp.estimate_hr(pos(rgb, FS, postfilter=True), FS, nfft=4096) - 84.0) < 3.0
