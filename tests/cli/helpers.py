@@ -49,3 +49,22 @@ def run_killed(args: list[str], env: dict, out: Path, checkpoint_glob: str, time
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "results.json").exists(), "the run finished before it could be killed"
+
+
+def assert_resume_matches(args: list[str], env: dict, tmp_path: Path, timeout: int = 600) -> tuple[Path, Path]:
+    """Train ``affectkit ARGS`` uninterrupted, then again killed at its first step checkpoint and
+    resumed; the last checkpoint's weights must be bitwise equal. Returns (reference, resumed) runs."""
+    from safetensors.torch import load_file
+
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    done = run_cli([*args, "--out", str(reference)], env, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    steps = sorted(int(p.name.split("-")[1]) for p in (reference / "checkpoints").glob("step-*"))
+    assert len(steps) >= 2, steps
+    run_killed(args, env, killed, f"step-{steps[0]}", timeout=timeout / 2)
+    resumed = run_cli([*args, "--out", str(killed), "--resume"], env, timeout=timeout)
+    assert resumed.returncode == 0, resumed.stderr
+    a = load_file(reference / "checkpoints" / f"step-{steps[-1]}" / "model.safetensors")
+    b = load_file(killed / "checkpoints" / f"step-{steps[-1]}" / "model.safetensors")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    return reference, killed

@@ -6,8 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file
-from tests.cli.helpers import json_lines, run_cli, run_killed
+from tests.cli.helpers import assert_resume_matches, json_lines, run_cli
 from tests.conftest import subprocess_env
 
 from affectkit.tasks.news_rec.synth import make
@@ -44,14 +43,4 @@ def test_sigkill_then_resume_matches_the_uninterrupted_run(quick, tmp_path):
     env = subprocess_env(AFFECTKIT_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
     args = ["train", "news-rec", "--data", str(quick), "--seed", "3", *SMALL, "--set", "schedule.epochs=3",
             "--set", "schedule.patience=0", "--set", "train.keep_checkpoints=100"]
-    reference = tmp_path / "reference"
-    done = run_cli([*args, "--out", str(reference)], env, timeout=600)
-    assert done.returncode == 0, done.stderr
-    steps = sorted(int(p.name.split("-")[1]) for p in (reference / "checkpoints").glob("step-*"))
-    killed = tmp_path / "killed"
-    run_killed(args, env, killed, f"step-{steps[0]}", timeout=300)
-    resumed = run_cli([*args, "--out", str(killed), "--resume"], env, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr
-    a = load_file(reference / "checkpoints" / f"step-{steps[-1]}" / "model.safetensors")
-    b = load_file(killed / "checkpoints" / f"step-{steps[-1]}" / "model.safetensors")
-    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    assert_resume_matches(args, env, tmp_path)
