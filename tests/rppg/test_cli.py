@@ -117,6 +117,9 @@ def test_train_evaluate_predict_tiny_freqphys(data: Path, tmp_path: Path) -> Non
     (["evaluate", "rppg", "--method", "freqphys"], ["--run"]),
     (["predict", "rppg", "VIDEO", "--method", "freqphys"], ["--run"]),
     (["evaluate", "rppg", "--set", "face.detect_evry=3"], ["detect_evry"]),
+    (["evaluate", "rppg", "--set", "data.fps=-30"], ["data.fps"]),
+    (["evaluate", "rppg", "--preset", "nope"], ["preset"]),
+    (["predict", "rppg", "-"], ["--fps"]),
 ])
 def test_usage_errors(data: Path, args: list[str], needles: list[str]) -> None:
     args = [a.replace("VIDEO", str(data / "subject10" / "vid.avi")) for a in args]
@@ -124,6 +127,15 @@ def test_usage_errors(data: Path, args: list[str], needles: list[str]) -> None:
         args += ["--data", str(data)]
     res = invoke(*args)
     one_error(res.exit_code, res.stderr, *needles)
+
+
+def test_data_stats_per_split(data: Path) -> None:
+    res = invoke("--json", "data", "stats", "rppg", "--data", str(data))
+    assert res.exit_code == 0, res.stderr
+    out = json_lines(res.stdout)[-1]
+    assert out["dataset"] == "ubfc-rppg" and out["recordings"] == len(SUBJECTS)
+    assert out["splits"]["train"]["recordings"] == 2 and out["splits"]["test"]["fps"] == [30.0]
+    assert out["splits"]["test"]["seconds_min"] == 12.0
 
 
 def _copy(data: Path, tmp_path: Path, subjects: tuple[str, ...] = ("subject10",)) -> Path:

@@ -1,7 +1,7 @@
-"""``affectkit train TASK`` and ``affectkit evaluate TASK``: one subcommand per task.
+"""``affectkit train TASK``, ``evaluate TASK`` and ``predict TASK``: one subcommand per task.
 
-Each subcommand has the verb's shared options plus the task's own (its ``TrainOptions`` or
-``EvaluateOptions``), so ``affectkit train au-fe --help`` shows ``--data-au`` and no other task
+Each subcommand has the verb's shared options plus the task's own (its ``TrainOptions``,
+``EvaluateOptions`` or ``PredictOptions``), so ``affectkit train au-fe --help`` shows ``--data-au`` and no other task
 sees it. The verb's function gets the task name and ``options=(options object, {config key: value},
 {config key: flag})``.
 """

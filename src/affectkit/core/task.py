@@ -10,9 +10,9 @@ Every task module exposes one object, ``TASK``, an instance of one of two famili
 
 Both declare what they support: ``verbs`` (the shared verbs: data, train, evaluate, bench,
 predict), ``commands`` (the task's own verbs, mounted on the root lazily: ``affectkit quantize``)
-and ``TrainOptions`` / ``EvaluateOptions`` (dataclasses of the task's own flags on ``train TASK`` /
-``evaluate TASK``; a field made with ``flag(..., key=...)`` sets that config key, the others travel
-to the task in ``request.options``). The CLI dispatches on these declarations; ``check_task`` verifies
+and ``TrainOptions`` / ``EvaluateOptions`` / ``PredictOptions`` (dataclasses of the task's own flags
+on ``train TASK`` / ``evaluate TASK`` / ``predict TASK``; a field made with ``flag(..., key=...)``
+sets that config key, the others travel to the task in ``request.options``). The CLI dispatches on these declarations; ``check_task`` verifies
 them whenever a task is loaded.
 """
 
@@ -54,8 +54,9 @@ class TaskVerb:
 
 
 def flag(decl: str, help: str, key: str | None = None, default: Any = None) -> Any:  # noqa: A002
-    """A field of a task's ``TrainOptions`` / ``EvaluateOptions``: the option ``decl`` (``--data-au``);
-    with ``key``, its value sets that config key (``data.au_dir``) instead of travelling as an option."""
+    """A field of a task's ``TrainOptions`` / ``EvaluateOptions`` / ``PredictOptions``: the option
+    ``decl`` (``--data-au``); with ``key``, its value sets that config key (``data.au_dir``) instead of
+    travelling as an option. A ``Path`` field must name an existing file (outputs are ``str``)."""
     return dataclasses.field(default=default, metadata={"flag": decl, "help": help, "key": key})
 
 

@@ -43,7 +43,8 @@ class EvaluateOptions:
 class PredictOptions:
     method: str | None = flag("--method", "pos | chrom | green | ica | lgi | pbv | omit | freqphys "
                               "(default: freqphys with --run, else pos)")
-    preset: str | None = flag("--preset", "toolbox | freqphys heart-rate post-processing (default toolbox)")
+    preset: str | None = flag("--preset", "toolbox | freqphys heart-rate post-processing (default: the run's, "
+                                 "else freqphys: nfft 3600, a 0.5-bpm grid)")
     window: float | None = flag("--window", "seconds per heart-rate window (default 10; FreqPhys: 10)")
     hop: float | None = flag("--hop", "seconds between window starts (default: the window, no overlap)")
     fps: float | None = flag("--fps", "frame rate (needed for stdin; overrides the file's)")

@@ -47,8 +47,10 @@ def predict_video(request: PredictRequest) -> dict[str, Any]:
     elif method == "freqphys":
         raise UsageError("--method freqphys needs --run", "train one first: affectkit train rppg --out RUN")
     cfg.method = method
-    if opts.preset:
-        cfg.eval.preset = opts.preset
+    if opts.preset or request.run is None:
+        # without a run: the fine 0.5-bpm grid (nfft 3600); the toolbox's next-pow2 FFT has 7-bpm bins
+        # on a 5-s window
+        cfg.eval.preset = opts.preset or "freqphys"
     preset = preset_of(cfg)
     window_s = CLIP_S if model is not None else (opts.window or 10.0)
     hop_s = opts.hop or window_s
