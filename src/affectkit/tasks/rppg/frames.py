@@ -59,18 +59,20 @@ def open_video(path: str | Path, fps: float | None = None) -> FrameSource:
     if not rate or not np.isfinite(rate) or rate <= 0 or rate > 1000:
         raise DataError(p, f"the video declares no usable frame rate ({declared_fps})", "pass --fps")
 
-    def frames() -> Iterator[np.ndarray]:
-        cap = cv2.VideoCapture(str(p))
-        try:
-            while True:
-                ok, frame = cap.read()
-                if not ok:
-                    return
-                yield np.ascontiguousarray(frame[:, :, ::-1])
-        finally:
-            cap.release()
+    return FrameSource(str(p), float(rate), max(declared_n, 0), lambda: _capture_frames(str(p)))
 
-    return FrameSource(str(p), float(rate), max(declared_n, 0), frames)
+
+def _capture_frames(target: str | int) -> Iterator[np.ndarray]:
+    """RGB frames of an OpenCV capture (a file path or a camera index) until it stops."""
+    cap = _cv2().VideoCapture(target)
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return
+            yield np.ascontiguousarray(frame[:, :, ::-1])
+    finally:
+        cap.release()
 
 
 def open_images(paths: list[Path], fps: float, name: str) -> FrameSource:
@@ -138,17 +140,5 @@ def open_stream(spec: str, fps: float | None) -> FrameSource:
             raise DataError(f"camera {index}", "cannot open this camera index")
         rate = fps or float(cap.get(cv2.CAP_PROP_FPS) or 0.0) or 30.0
         cap.release()
-
-        def frames() -> Iterator[np.ndarray]:
-            cap = cv2.VideoCapture(index)
-            try:
-                while True:
-                    ok, frame = cap.read()
-                    if not ok:
-                        return
-                    yield np.ascontiguousarray(frame[:, :, ::-1])
-            finally:
-                cap.release()
-
-        return FrameSource(f"camera {index}", rate, 0, frames)
+        return FrameSource(f"camera {index}", rate, 0, lambda: _capture_frames(index))
     return open_video(spec, fps)

@@ -55,16 +55,22 @@ class TemplateBank:
     source: str
 
 
-def heartpy_data_dir() -> Path | None:
-    """The ``data`` folder of an installed heartpy, found without importing heartpy (None if absent)."""
+def package_data_dir(package: str, marker: str) -> Path | None:
+    """The ``data`` folder of an installed ``package``, found without importing it (heartpy's import
+    is broken on recent setuptools, scikit-image's is slow); None unless ``data/marker`` exists."""
     try:
-        spec = importlib.util.find_spec("heartpy")
+        spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):
         return None
     if spec is None or not spec.submodule_search_locations:
         return None
     folder = Path(list(spec.submodule_search_locations)[0]) / "data"
-    return folder if (folder / "data.csv").is_file() else None
+    return folder if (folder / marker).exists() else None
+
+
+def heartpy_data_dir() -> Path | None:
+    """heartpy's bundled recordings (None if heartpy is not installed)."""
+    return package_data_dir("heartpy", "data.csv")
 
 
 def _uniform(t: np.ndarray, x: np.ndarray, fs: float = RESAMPLE_HZ) -> np.ndarray:

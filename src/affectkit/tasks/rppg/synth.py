@@ -30,7 +30,6 @@ over 1 GB for the full set). Everything derives from ``seed``.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -81,15 +80,8 @@ class Plan:
 
 
 def _skimage_data() -> Path | None:
-    """scikit-image's bundled ``data`` folder, located without importing skimage (None if absent)."""
-    try:
-        spec = importlib.util.find_spec("skimage")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = Path(list(spec.submodule_search_locations)[0]) / "data"
-    return folder if folder.is_dir() else None
+    """scikit-image's bundled ``data`` folder (None if absent)."""
+    return ppg_source.package_data_dir("skimage", "astronaut.png")
 
 
 def _astronaut() -> np.ndarray | None:
