@@ -34,7 +34,8 @@ def split_options(options_cls: type | None, raw: dict[str, Any]) -> tuple[Any, d
         if isinstance(value, Path) and not value.exists():
             raise DataError(value, f"not found ({f.metadata['flag']})")
         if f.metadata.get("key"):
-            if value not in (None, False):
+            # identity, not equality: a flag given as 0 is a value (0 == False)
+            if value is not None and value is not False:
                 keyed[f.metadata["key"]] = str(value) if isinstance(value, Path) else value
                 flags[f.metadata["key"]] = f.metadata["flag"]
         else:

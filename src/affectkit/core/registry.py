@@ -25,6 +25,7 @@ BUILTIN: dict[str, str] = {
     "mblfe": "affectkit.tasks.mblfe:TASK",
     "news-rec": "affectkit.tasks.news_rec:TASK",
     "rppg": "affectkit.tasks.rppg:TASK",
+    "prime": "affectkit.tasks.prime:TASK",
     "vc-soup": "affectkit.tasks.vc_soup:TASK",
     "mer-bench": "affectkit.tasks.mer_bench:TASK",
 }
