@@ -181,7 +181,7 @@ def test_bank_initialised_exactly_at_warmup():
         pretrain_step(model, _batch(seed=step), cfg, g)
         after_pretrain_step(model, step, cfg)
     assert model.bank.is_ready and int(model.pretrain_steps) == 3
-    assert len(model.recent) == 0                                       # ring buffer released
+    assert int(model.recent_written) == 0 and model.recent_patients() is None  # ring buffer released
 
 
 def test_imputation_loss_zero_before_bank_and_simsiam_step():

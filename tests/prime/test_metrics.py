@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from affectkit.tasks.prime import metrics as M
-from affectkit.tasks.prime.ridge_cox import fit_ridge_cox
+from affectkit.tasks.prime.baselines import fit_ridge_cox
 
 HORIZON = 3 * 365.25
 

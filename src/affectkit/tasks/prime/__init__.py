@@ -43,6 +43,7 @@ class EvaluateOptions:
     km: str | None = flag(
         "--km", "write a Kaplan-Meier plot of the risk groups (median split, log-rank p) here"
     )
+    plot: str | None = flag("--plot", "write a bar chart of the missingness sweep here (implies --sweep)")
 
 
 class PrimeTask(RecipeTask):

@@ -50,6 +50,7 @@ import numpy as np
 
 from affectkit.core.config import apply_overrides
 from affectkit.core.task import BenchContext, BenchResult
+from affectkit.tasks.prime.baselines import FUSION_BASELINES
 
 SETTINGS = ["model.dim=32", "model.layers=1", "model.heads=2", "model.dropout=0.1", "model.text_chunks=1",
             "model.gene_groups=6", "bank.size=32", "bank.topk=4", "bank.warmup_steps=20", "train.batch_size=128",
@@ -60,9 +61,7 @@ FINETUNE_STEPS = 120
 WORKERS = 2
 MISSING = ("complete", "mcar30", "mcar50", "mcar70", "site")
 DATASETS = {"gbsg": ("os", "rfs"), "bc": ("dm",)}
-BASELINES = {"zero-fill": ["model.fill=zero"], "mean-imputation": ["model.fill=mean"],
-             "modality-dropout": ["model.fill=zero", "finetune.modality_dropout=0.3"],
-             "null-copy": ["model.fill=zero"]}
+BASELINES = {**FUSION_BASELINES, "null-copy": FUSION_BASELINES["zero-fill"]}
 NULL_SEED_OFFSET = 1000
 RIDGE_ALPHA = 1.0
 REPORT_PCS = 8
@@ -164,6 +163,39 @@ def score(risk: np.ndarray, time_: np.ndarray, event: np.ndarray) -> dict[str, f
     return {"c_index": c, "auroc": float(horizon_auroc(time_[known], event[known], risk[known], HORIZON))}
 
 
+def finetune_and_score(cell: Cell, feat: Any, batch_all: dict[str, Any], cfg: Any, encoder: Any, endpoint: str,
+                       model_seed: int, only: int | None = None) -> dict[str, float]:
+    """``encoder`` with the head, trained ``cfg.train.max_steps`` steps on the training fold's labelled
+    patients (with ``only``: those having that modality, and only it), scored on the test fold."""
+    from dataclasses import replace
+
+    import torch
+
+    from affectkit.tasks.prime.train import attach_generator, downstream_loss, targets, with_head
+
+    p = cell.prepared
+    cfg = replace(cfg, finetune=replace(cfg.finetune, endpoint=endpoint))
+    ys, _ = targets(cfg, p.cohort, cell.train_idx)
+    for k, v in ys.items():
+        batch_all[k] = torch.from_numpy(np.asarray(v))
+    model = with_head(cfg, encoder)
+    attach_generator(model, model_seed)
+    train = cell.train_idx[ys["y:known"][cell.train_idx]]
+    if only is not None:
+        train = train[p.cohort.observed[train, only]]
+
+    def loss_fn(m: Any, b: dict[str, Any]) -> Any:
+        if only is not None:
+            keep = torch.zeros_like(b["observed"])
+            keep[:, only] = True
+            b = dict(b, observed=b["observed"] & keep)
+        return downstream_loss(m, b, cfg, m.generator)
+
+    train_lean(model, loss_fn, batch_all, train, cfg, model_seed)
+    time_, event = p.cohort.endpoints[endpoint]
+    return score(risks(model, batch_all, cell.test_idx, cfg, only), time_[cell.test_idx], event[cell.test_idx])
+
+
 def neural_runs(task: Any, cell: Cell, endpoints: tuple[str, ...], seed: int, plan: dict[str, Any],
                 text_encoder: str) -> dict[tuple[str, str], dict[str, float]]:
     """Every neural method on one cell and model seed: {(method, endpoint): scores}."""
@@ -171,43 +203,13 @@ def neural_runs(task: Any, cell: Cell, endpoints: tuple[str, ...], seed: int, pl
 
     from affectkit.tasks.prime.features import fit_featurizer
     from affectkit.tasks.prime.method_losses import after_pretrain_step
-    from affectkit.tasks.prime.train import (
-        build_encoder,
-        downstream_loss,
-        pretrain_module,
-        targets,
-        with_head,
-    )
+    from affectkit.tasks.prime.train import build_encoder, pretrain_module
 
     p = cell.prepared
     out: dict[tuple[str, str], dict[str, float]] = {}
     base = config_for(task, [], plan["finetune"], text_encoder)
     feat = fit_featurizer(p.cohort, cell.train_idx, base, p.text_dims, seed)
     batch_all = tensors_of(p, feat)
-
-    def finetune(cfg: Any, encoder: Any, endpoint: str, model_seed: int, only: int | None = None) -> dict[str, float]:
-        from dataclasses import replace
-
-        cfg = replace(cfg, finetune=replace(cfg.finetune, endpoint=endpoint))
-        ys, _ = targets(cfg, p.cohort, cell.train_idx)
-        for k, v in ys.items():
-            batch_all[k] = torch.from_numpy(np.asarray(v))
-        model = with_head(cfg, encoder)
-        model.generator = torch.Generator().manual_seed(model_seed)
-        train = cell.train_idx[ys["y:known"][cell.train_idx]]
-        if only is not None:
-            train = train[p.cohort.observed[train, only]]
-
-        def loss_fn(m: Any, b: dict[str, Any]) -> Any:
-            if only is not None:
-                keep = torch.zeros_like(b["observed"])
-                keep[:, only] = True
-                b = dict(b, observed=b["observed"] & keep)
-            return downstream_loss(m, b, cfg, m.generator)
-
-        train_lean(model, loss_fn, batch_all, train, cfg, model_seed)
-        time_, event = p.cohort.endpoints[endpoint]
-        return score(risks(model, batch_all, cell.test_idx, cfg, only), time_[cell.test_idx], event[cell.test_idx])
 
     # PRIME: one label-free pretraining per cell and seed, fine-tuned for each endpoint
     pcfg = config_for(task, ["model.fill=bank"], plan["pretrain"], text_encoder)
@@ -224,13 +226,14 @@ def neural_runs(task: Any, cell: Cell, endpoints: tuple[str, ...], seed: int, pl
         torch.manual_seed(seed)
         encoder = build_encoder(fcfg, feat)
         encoder.load_state_dict(pretrained)
-        out[("prime", endpoint)] = finetune(fcfg, encoder, endpoint, seed)
+        out[("prime", endpoint)] = finetune_and_score(cell, feat, batch_all, fcfg, encoder, endpoint, seed)
     for method, extra in BASELINES.items():
         cfg = config_for(task, extra, plan["finetune"], text_encoder)
         model_seed = seed + NULL_SEED_OFFSET if method == "null-copy" else seed
         for endpoint in endpoints:
             torch.manual_seed(model_seed)
-            out[(method, endpoint)] = finetune(cfg, build_encoder(cfg, feat), endpoint, model_seed)
+            out[(method, endpoint)] = finetune_and_score(cell, feat, batch_all, cfg, build_encoder(cfg, feat), endpoint,
+                                                         model_seed)
     return out
 
 
@@ -240,35 +243,18 @@ def single_runs(task: Any, cell: Cell, endpoints: tuple[str, ...], seed: int, pl
     import torch
 
     from affectkit.tasks.prime.features import fit_featurizer
-    from affectkit.tasks.prime.train import build_encoder, downstream_loss, targets, with_head
+    from affectkit.tasks.prime.train import build_encoder
 
     p = cell.prepared
-    cfg0 = config_for(task, ["model.fill=zero"], plan["finetune"], text_encoder)
-    feat = fit_featurizer(p.cohort, cell.train_idx, cfg0, p.text_dims, seed)
+    cfg = config_for(task, ["model.fill=zero"], plan["finetune"], text_encoder)
+    feat = fit_featurizer(p.cohort, cell.train_idx, cfg, p.text_dims, seed)
     batch_all = tensors_of(p, feat)
     out: dict[tuple[str, str], dict[str, float]] = {}
-    from dataclasses import replace
-
     for j, name in enumerate(p.cohort.modalities):
         for endpoint in endpoints:
-            cfg = replace(cfg0, finetune=replace(cfg0.finetune, endpoint=endpoint))
-            ys, _ = targets(cfg, p.cohort, cell.train_idx)
-            for k, v in ys.items():
-                batch_all[k] = torch.from_numpy(np.asarray(v))
             torch.manual_seed(seed)
-            model = with_head(cfg, build_encoder(cfg, feat))
-            model.generator = torch.Generator().manual_seed(seed)
-            train = cell.train_idx[ys["y:known"][cell.train_idx] & p.cohort.observed[cell.train_idx, j]]
-
-            def loss_fn(m: Any, b: dict[str, Any], j: int = j, cfg: Any = cfg) -> Any:
-                keep = torch.zeros_like(b["observed"])
-                keep[:, j] = True
-                return downstream_loss(m, dict(b, observed=b["observed"] & keep), cfg, m.generator)
-
-            train_lean(model, loss_fn, batch_all, train, cfg, seed)
-            time_, event = p.cohort.endpoints[endpoint]
-            out[(f"single:{name}", endpoint)] = score(risks(model, batch_all, cell.test_idx, cfg, only=j),
-                                                      time_[cell.test_idx], event[cell.test_idx])
+            out[(f"single:{name}", endpoint)] = finetune_and_score(cell, feat, batch_all, cfg, build_encoder(cfg, feat),
+                                                                   endpoint, seed, only=j)
     return out
 
 
@@ -296,7 +282,7 @@ def ridge_features(cell: Cell) -> np.ndarray:
 
 
 def ridge_runs(cell: Cell, endpoints: tuple[str, ...]) -> dict[tuple[str, str], dict[str, float]]:
-    from affectkit.tasks.prime.ridge_cox import RidgeCox
+    from affectkit.tasks.prime.baselines import RidgeCox
 
     x = ridge_features(cell)
     out = {}

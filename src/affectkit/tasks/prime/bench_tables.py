@@ -57,6 +57,8 @@ def summarize(records: list[dict[str, Any]], plan: dict[str, Any]) -> dict[str, 
     for dataset, endpoint in targets:
         rows = []
         for method in methods:
+            if not any(r["dataset"] == dataset and r["method"] == method for r in records):
+                continue  # a single-modality model of another dataset's modality
             row: dict[str, Any] = {"method": method}
             for s in settings:
                 vals = [r["c_index"] for r in records if r["dataset"] == dataset and r["endpoint"] == endpoint

@@ -420,7 +420,11 @@ def _read_bag_file(path: Path) -> np.ndarray:
         with _open_h5(path) as f:
             ds = _h5_dataset(f, path)
             _as_2d(tuple(ds.shape), path)
-            arr = np.asarray(ds[()], dtype=np.float32)
+            if ds.dtype == np.float32 and ds.size:
+                arr = np.empty(ds.shape, np.float32)
+                ds.read_direct(arr)  # straight into the array: no intermediate copy
+            else:
+                arr = np.asarray(ds[()], dtype=np.float32)
     elif suffix == ".pt":
         tensor = _pt_tensor(_torch_load(path), path)
         _as_2d(tuple(tensor.shape), path)
@@ -688,6 +692,18 @@ def _log2p1(mf: _Manifest, i: int, name: str, vec: np.ndarray, source: str) -> n
     return np.log2(vec + 1.0)
 
 
+def _read_row_file(mf: _Manifest, root: Path, i: int, name: str, rel: str, reader: Any) -> tuple[Path, Any]:
+    """``reader(path)`` of the file a manifest cell names; a missing or unreadable file is a
+    DataError naming the manifest row and the file."""
+    path = _resolve(root, rel)
+    if not path.is_file():
+        raise mf.fail(i, f"{name} file {rel} not found")
+    try:
+        return path, reader(path)
+    except DataError as e:
+        raise mf.fail(i, f"{name} file {rel}: {_problem(e)}", e.hint) from None
+
+
 def _read_bags(mf: _Manifest, root: Path, name: str) -> tuple[list[list[Path]], np.ndarray]:
     """Resolve and shape-check each patient's bag files; all files must share the feature width."""
     bags: list[list[Path]] = []
@@ -697,13 +713,7 @@ def _read_bags(mf: _Manifest, root: Path, name: str) -> tuple[list[list[Path]], 
         for rel in (p.strip() for p in mf.value(i, name).split(";")):
             if not rel:
                 continue
-            path = _resolve(root, rel)
-            if not path.is_file():
-                raise mf.fail(i, f"{name} file {rel} not found")
-            try:
-                _, d = bag_shape(path)
-            except DataError as e:
-                raise mf.fail(i, f"{name} file {rel}: {_problem(e)}", e.hint) from None
+            path, (_, d) = _read_row_file(mf, root, i, name, rel, bag_shape)
             if width is None:
                 width = (d, rel, i)
             elif d != width[0]:
@@ -743,13 +753,7 @@ def _read_vector_files(
         rel = mf.value(i, name)
         if not rel:
             continue
-        path = _resolve(root, rel)
-        if not path.is_file():
-            raise mf.fail(i, f"{name} file {rel} not found")
-        try:
-            vec, names = read_vector_file(path)
-        except DataError as e:
-            raise mf.fail(i, f"{name} file {rel}: {_problem(e)}", e.hint) from None
+        path, (vec, names) = _read_row_file(mf, root, i, name, rel, read_vector_file)
         if first is None:
             first, ref_names = (i, rel, vec.size), names
         elif ref_names is not None and names is not None:

@@ -276,8 +276,7 @@ def after_pretrain_step(model: nn.Module, step: int, cfg, seed: int = 0) -> dict
         if rec is None:
             return {}
         _init_bank(m, rec, cfg, seed)
-        m.recent.clear()
-        m.recent_count = 0
+        m.recent_written.zero_()  # the ring is released
         return {"bank_init": 1.0}
     out = bank.update(stats["z"], stats["raw"], stats["observed"], stats["masks"])
     return {"bank_reset": float(out["reset"])}

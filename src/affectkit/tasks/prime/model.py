@@ -20,7 +20,6 @@ and ``masks`` (valid token slots; every slot of an imputed modality is valid).
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass
 
 import torch
@@ -256,10 +255,17 @@ class PrimeModel(nn.Module):
         self.projector = _mlp(D)
         self.predictor = _mlp(D, max(D // 2, 1))
         self.register_buffer("pretrain_steps", torch.zeros((), dtype=torch.long))
-        # recent detached summaries / tokens for the bank's initialisation (after_pretrain_step)
+        # recent detached summaries / tokens for the bank's initialisation and dead-prototype resets
+        # (after_pretrain_step): a ring of fixed capacity held in buffers, so a checkpoint keeps it and a
+        # resumed run continues exactly
         self.buffer_size = int(buffer_size) if buffer_size else max(8 * int(bank_cfg.size), 256)
-        self.recent: deque = deque()
-        self.recent_count = 0
+        cap = self.buffer_size
+        self.register_buffer("recent_written", torch.zeros((), dtype=torch.long))
+        self.register_buffer("recent_observed", torch.zeros(cap, M, dtype=torch.bool))
+        for i, n in enumerate(self.n_tokens):
+            self.register_buffer(f"recent_z_{i}", torch.zeros(cap, D))
+            self.register_buffer(f"recent_raw_{i}", torch.zeros(cap, n, D))
+            self.register_buffer(f"recent_mask_{i}", torch.zeros(cap, n, dtype=torch.bool))
         self.last_stats: dict | None = None
         self.sampler = None                                                 # optional MissingnessSampler
 
@@ -383,26 +389,30 @@ class PrimeModel(nn.Module):
     # ------------------------------------------------------------------ ring buffer for the bank
     @torch.no_grad()
     def remember(self, enc: dict) -> None:
-        """Keep detached summaries / raw tokens / masks of the observed modalities of a batch."""
+        """Keep detached summaries / raw tokens / masks of a batch's patients in the ring (the last
+        ``buffer_size`` patients)."""
         obs = enc["observed"].detach()
-        item = {"observed": obs.cpu(),
-                "z": {k: v.detach().float().cpu() for k, v in enc["z"].items()},
-                "raw": {k: v.detach().float().cpu() for k, v in enc["raw"].items()},
-                "masks": {k: v.detach().cpu() for k, v in enc["masks"].items()}}
-        self.recent.append(item)
-        self.recent_count += obs.shape[0]
-        while len(self.recent) > 1 and self.recent_count - self.recent[0]["observed"].shape[0] >= self.buffer_size:
-            self.recent_count -= self.recent.popleft()["observed"].shape[0]
+        B, cap = obs.shape[0], self.buffer_size
+        keep = slice(max(0, B - cap), B)
+        at = (int(self.recent_written) + torch.arange(keep.start, B)) % cap
+        with torch.no_grad():
+            self.recent_observed[at] = obs[keep].to(self.recent_observed.device)
+            for i, n in enumerate(self.names):
+                getattr(self, f"recent_z_{i}")[at] = enc["z"][n][keep].detach().float()
+                getattr(self, f"recent_raw_{i}")[at] = enc["raw"][n][keep].detach().float()
+                getattr(self, f"recent_mask_{i}")[at] = enc["masks"][n][keep].detach().bool()
+            self.recent_written += B
 
     def recent_patients(self) -> dict | None:
-        """The ring buffer concatenated: observed [N, M], z / raw / masks dicts."""
-        if not self.recent:
+        """The ring's patients, oldest first: observed [N, M], z / raw / masks dicts (CPU)."""
+        written, cap = int(self.recent_written), self.buffer_size
+        if written == 0:
             return None
-        items = list(self.recent)
-        return {"observed": torch.cat([it["observed"] for it in items]),
-                "z": {n: torch.cat([it["z"][n] for it in items]) for n in self.names},
-                "raw": {n: torch.cat([it["raw"][n] for it in items]) for n in self.names},
-                "masks": {n: torch.cat([it["masks"][n] for it in items]) for n in self.names}}
+        order = torch.arange(written) if written <= cap else (written + torch.arange(cap)) % cap
+        return {"observed": self.recent_observed[order].cpu(),
+                "z": {n: getattr(self, f"recent_z_{i}")[order].cpu() for i, n in enumerate(self.names)},
+                "raw": {n: getattr(self, f"recent_raw_{i}")[order].cpu() for i, n in enumerate(self.names)},
+                "masks": {n: getattr(self, f"recent_mask_{i}")[order].cpu() for i, n in enumerate(self.names)}}
 
 
 # ---------------------------------------------------------------------------- adaptation helpers

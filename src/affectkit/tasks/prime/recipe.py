@@ -79,6 +79,8 @@ def train_run(request: TrainRequest) -> dict[str, Any]:
         if is_main_process():
             atomic_write_json(done, results[fold])
     summary = summarise(results)
+    if cfg.stage == "finetune":
+        summary.update(cohort_summary([dict(r, fold=f) for f in sorted(results) for r in results[f]["rows"]]))
     if cfg.stage == "finetune" and is_main_process():
         write_predictions(
             request.run.path / "predictions.csv", [r for f in sorted(results) for r in results[f]["rows"]]
@@ -101,50 +103,26 @@ def train_fold(
     resume: bool,
 ) -> dict[str, Any]:
     from affectkit.core.loop import fit
-    from affectkit.tasks.prime.train import FinetuneLoop, PretrainLoop, label_subset, split, targets
+    from affectkit.tasks.prime.train import FinetuneLoop, PretrainLoop, split
 
     run = RunDir(where)
     if is_main_process():
         where.mkdir(parents=True, exist_ok=True)
     resume_fold = resume and run.latest_checkpoint() is not None
     if cfg.stage == "pretrain":
-        train_idx, _, _ = split(prepared, fold, 0.0, seed)
+        train_idx, valid_idx, test_idx = split(prepared, fold, 0.0, seed)
         feat = featurizer_for(cfg, prepared, train_idx, fold, seed)
-        if is_main_process():
-            atomic_write_json(where / FEATURIZER, feat.to_state())
-        loop = PretrainLoop(prepared, feat, train_idx, seed)
-        fitted = fit(
-            loop,
-            cfg,
-            loop.build_data(cfg, prepared.cohort.root),
-            accelerator,
-            out,
-            seed,
-            run=run,
-            resume=resume_fold,
-        )
-        return {"metrics": {}, "step": fitted.step, "train_patients": len(train_idx)}
-    train_idx, valid_idx, test_idx = split(
-        prepared, fold, cfg.data.valid_fraction, seed, first_event(prepared)
-    )
-    feat = featurizer_for(cfg, prepared, np.concatenate([train_idx, valid_idx]), fold, seed)
+        loop: Any = PretrainLoop(prepared, feat, train_idx, seed)
+    else:
+        fitted_on, (train_idx, valid_idx, test_idx), ys, info = downstream_split(cfg, prepared, fold, seed)
+        feat = featurizer_for(cfg, prepared, fitted_on, fold, seed)
+        loop = FinetuneLoop(prepared, feat, train_idx, valid_idx, ys, pretrained_weights(cfg, fold), seed)
     if is_main_process():
         atomic_write_json(where / FEATURIZER, feat.to_state())
-    ys, info = targets(cfg, prepared.cohort, train_idx)
-    train_idx = label_subset(
-        train_idx[ys["y:known"][train_idx]], ys["y:event"], cfg.finetune.label_fraction, seed
-    )
-    loop = FinetuneLoop(prepared, feat, train_idx, valid_idx, ys, pretrained_weights(cfg, fold), seed)
-    fitted = fit(
-        loop,
-        cfg,
-        loop.build_data(cfg, prepared.cohort.root),
-        accelerator,
-        out,
-        seed,
-        run=run,
-        resume=resume_fold,
-    )
+    bundle = loop.build_data(cfg, prepared.cohort.root)
+    fitted = fit(loop, cfg, bundle, accelerator, out, seed, run=run, resume=resume_fold)
+    if cfg.stage == "pretrain":
+        return {"metrics": {}, "step": fitted.step, "train_patients": len(train_idx)}
     from affectkit.core.loop import load_weights
 
     model = load_weights(loop.build_model(cfg), run.weights("best")).eval()
@@ -159,6 +137,45 @@ def train_fold(
         "test_patients": len(test_idx),
         "rows": [dict(r, fold=fold) for r in scored["rows"]],
     }
+
+
+def downstream_split(cfg: Any, prepared: Prepared, fold: int, seed: int
+                     ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, np.ndarray], dict]:
+    """The downstream stage's patients of a fold: the training fold (what a featurizer is fitted on),
+    then (labelled training share after ``finetune.label_fraction``, validation, test), the targets
+    and what defines them."""
+    from affectkit.tasks.prime.train import label_subset, split, targets
+
+    train_idx, valid_idx, test_idx = split(prepared, fold, cfg.data.valid_fraction, seed, first_event(prepared))
+    ys, info = targets(cfg, prepared.cohort, train_idx)
+    labelled = label_subset(train_idx[ys["y:known"][train_idx]], ys["y:event"], cfg.finetune.label_fraction, seed)
+    return np.concatenate([train_idx, valid_idx]), (labelled, valid_idx, test_idx), ys, info
+
+
+def cohort_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """With several cohorts (TCGA projects): each cohort's C-index per fold, its mean and sd over
+    folds, and the macro average over cohorts (PRIME's reporting); {} with one cohort."""
+    from affectkit.tasks.prime.metrics import fold_summary, harrell_cindex
+
+    cohorts = sorted({str(r.get("cohort", "all")) for r in rows})
+    if len(cohorts) < 2:
+        return {}
+    per: dict[str, dict[str, float]] = {}
+    for cohort in cohorts:
+        values = []
+        for fold in sorted({r["fold"] for r in rows}):
+            sel = [r for r in rows if str(r.get("cohort")) == cohort and r["fold"] == fold
+                   and r["time"] != "" and r["event"] != ""]
+            try:
+                values.append(harrell_cindex(np.array([float(r["time"]) for r in sel]),
+                                             np.array([int(float(r["event"])) for r in sel]),
+                                             np.array([float(r["risk"]) for r in sel])))
+            except ValueError:
+                values.append(float("nan"))
+        mean, sd = fold_summary(values)
+        per[cohort] = {"c_index": mean, "std": sd}
+    finite = [v["c_index"] for v in per.values() if np.isfinite(v["c_index"])]
+    return {"cohorts": per, "macro_c_index": float(np.mean(finite)) if finite else float("nan")}
 
 
 def summarise(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
@@ -308,6 +325,7 @@ def score_fold(
             "risk": float(pred["risk"][i]),
             "time": float(time[p]) if np.isfinite(time[p]) else "",
             "event": int(event[p]) if np.isfinite(event[p]) else "",
+            "cohort": prepared.cohort.cohorts[p],
         }
         for i, p in enumerate(test_idx)
     ]
@@ -315,11 +333,13 @@ def score_fold(
 
 
 def write_predictions(path: Path, rows: list[dict[str, Any]]) -> None:
-    """The out-of-fold predictions: case_id, risk, time, event, fold (``evaluate --predictions`` reads it)."""
+    """The out-of-fold predictions: case_id, risk, time, event, fold, cohort (``evaluate --predictions``
+    reads it)."""
     import io
 
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["case_id", "risk", "time", "event", "fold"], lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=["case_id", "risk", "time", "event", "fold", "cohort"],
+                            lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: row.get(k, "") for k in writer.fieldnames})
@@ -366,6 +386,8 @@ def read_predictions(path: Path) -> dict[str, np.ndarray]:
         )
     if "fold" in df.columns:
         out["fold"] = pd.to_numeric(df["fold"], errors="coerce").fillna(-1).astype(int).to_numpy()
+    if "cohort" in df.columns:
+        out["cohort"] = df["cohort"].fillna("").astype(str).to_numpy()
     return out
 
 
@@ -395,6 +417,11 @@ def evaluate_predictions(path: Path, cfg: Any, km: str | None) -> dict[str, Any]
                 per.append(float("nan"))
         result["c_index_folds"] = per
         result["c_index_mean"], result["c_index_std"] = fold_summary(per)
+    if "cohort" in p:
+        folds = p["fold"] if "fold" in p else np.zeros(len(p["risk"]), int)
+        cells = zip(p["cohort"], folds, p["time"], p["event"], p["risk"], strict=True)
+        result.update(cohort_summary([{"cohort": c, "fold": int(f), "time": t, "event": e, "risk": r}
+                                      for c, f, t, e, r in cells]))
     if km:
         result["km"] = {
             "path": km,
@@ -431,10 +458,7 @@ def evaluate_run(request: EvaluateRequest, km: str | None) -> dict[str, Any]:
         FinetuneLoop,
         endpoint_of,
         folds_to_run,
-        label_subset,
         prepare,
-        split,
-        targets,
     )
 
     cfg, out, opts, run = request.cfg, request.output, request.options, request.run
@@ -453,7 +477,8 @@ def evaluate_run(request: EvaluateRequest, km: str | None) -> dict[str, Any]:
     missing = getattr(opts, "missing", None)
     if missing:
         settings = {missing: pattern_mask(missing, prepared.cohort.case_ids, len(names), request.seed)}
-    if getattr(opts, "sweep", False):
+    plot = getattr(opts, "plot", None)
+    if getattr(opts, "sweep", False) or plot:
         for subset in all_subsets(len(names)):
             mask = np.zeros((prepared.cohort.n, len(names)), bool)
             mask[:, list(subset)] = True
@@ -468,13 +493,7 @@ def evaluate_run(request: EvaluateRequest, km: str | None) -> dict[str, Any]:
         where = fold_dir(run.path, fold)
         feat = Featurizer.from_state(json.loads((where / FEATURIZER).read_text()))
         feat.check_cohort(prepared.cohort, where / FEATURIZER)
-        train_idx, valid_idx, test_idx = split(
-            prepared, fold, cfg.data.valid_fraction, request.seed, first_event(prepared)
-        )
-        ys, info = targets(cfg, prepared.cohort, train_idx)
-        train_idx = label_subset(
-            train_idx[ys["y:known"][train_idx]], ys["y:event"], cfg.finetune.label_fraction, request.seed
-        )
+        _, (train_idx, valid_idx, test_idx), ys, info = downstream_split(cfg, prepared, fold, request.seed)
         loop = FinetuneLoop(prepared, feat, train_idx, valid_idx, ys, None, request.seed)
         model = load_weights(
             loop.build_model(_no_init(cfg)), RunDir(where).weights(request.checkpoint)
@@ -504,6 +523,10 @@ def evaluate_run(request: EvaluateRequest, km: str | None) -> dict[str, Any]:
     }
     if len(table) > 1:
         result["sweep"] = table
+    if plot:
+        sweep_plot(Path(plot), table, f"{run.path.name}: C-index by modalities at test time")
+        result["plot"] = plot
+    result.update(cohort_summary(rows))
     if km:
         risk = np.array([r["risk"] for r in rows])
         keep = np.array([r["time"] != "" and r["event"] != "" for r in rows])
@@ -514,6 +537,30 @@ def evaluate_run(request: EvaluateRequest, km: str | None) -> dict[str, Any]:
             **km_plot(Path(km), t, e, risk[keep], title=f"{run.path.name}: out-of-fold risk groups"),
         }
     return result
+
+
+def sweep_plot(path: Path, table: list[dict[str, Any]], title: str) -> None:
+    """A bar per test-time setting: mean C-index over folds with its standard deviation."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from affectkit.core.runs import atomic_save
+
+    names = [row["modalities"] for row in table]
+    means = [row.get("c_index", float("nan")) for row in table]
+    sds = [row.get("c_index std", 0.0) for row in table]
+    fig = Figure(figsize=(max(5.0, 0.7 * len(names) + 2), 4.0))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(111)
+    ax.bar(range(len(names)), means, yerr=sds, color="#4c72b0", capsize=3)
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("C-index (mean over folds)")
+    ax.set_ylim(0.4, 1.0)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
 
 
 def _no_init(cfg: Any) -> Any:

@@ -164,6 +164,24 @@ def build_encoder(cfg: Any, feat: Any) -> Any:
     return PrimeModel(feat.specs(), cfg.model, cfg.bank, cfg.pretrain)
 
 
+def attach_generator(module: Any, seed: int) -> None:
+    """Give ``module`` a seeded ``generator`` (the pretraining views, modality dropout) whose state is
+    a buffer: ``keep_generator_state`` records it after each step, so checkpoints hold it, and loading
+    weights restores it (a resumed run draws what the uninterrupted one drew)."""
+    import torch
+
+    module.generator = torch.Generator().manual_seed(seed)
+    module.register_buffer("generator_state", module.generator.get_state())
+    def restore(m: Any, _incompatible: Any) -> None:
+        m.generator.set_state(m.generator_state.clone())
+
+    module.register_load_state_dict_post_hook(restore)
+
+
+def keep_generator_state(module: Any) -> None:
+    module.generator_state.copy_(module.generator.get_state())
+
+
 def pretrain_module(cfg: Any, feat: Any, seed: int, observed: np.ndarray | None = None) -> Any:
     """The encoder inside a module whose forward is the pretraining loss, so DDP sees one call;
     ``observed`` (the training patients' availability) gives the augmentation its empirical patterns."""
@@ -175,7 +193,7 @@ def pretrain_module(cfg: Any, feat: Any, seed: int, observed: np.ndarray | None 
         def __init__(self) -> None:
             super().__init__()
             self.model = build_encoder(cfg, feat)
-            self.generator = torch.Generator().manual_seed(seed)
+            attach_generator(self, seed)
             self.sampler = (MissingnessSampler.from_config(feat.specs(), torch.from_numpy(observed), cfg.pretrain)
                             if observed is not None else None)
 
@@ -224,18 +242,22 @@ def downstream_loss(model: Any, batch: dict[str, Any], cfg: Any, generator: Any)
         observed = modality_dropout(observed, cfg.finetune.modality_dropout, generator)
     logits = model(batch, observed=observed)
     known = batch["y:known"].bool()
+    # every trainable parameter takes part (the bank's or a missing modality's may not), so DDP never
+    # waits on one
+    unused = 0.0
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        unused = 0.0 * sum(p.sum() for p in model.parameters() if p.requires_grad)
     if not known.any():
-        return logits.sum() * 0.0
+        return logits.sum() * 0.0 + unused
     logits = logits[known]
     if cfg.finetune.target == "horizon":
-        return torch.nn.functional.binary_cross_entropy_with_logits(
-            logits[:, 0], batch["y:label"][known].float()
-        )
-    if cfg.finetune.head == "nll":
-        return nll_surv_loss(
-            logits, batch["y:bin"][known], 1.0 - batch["y:event"][known].float(), alpha=cfg.finetune.alpha
-        )
-    return cox_ph_loss(logits[:, 0], batch["y:time"][known].float(), batch["y:event"][known].float())
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["y:label"][known].float())
+    elif cfg.finetune.head == "nll":
+        loss = nll_surv_loss(logits, batch["y:bin"][known], 1.0 - batch["y:event"][known].float(),
+                             alpha=cfg.finetune.alpha)
+    else:
+        loss = cox_ph_loss(logits, batch["y:time"][known].float(), batch["y:event"][known].float())
+    return loss + unused
 
 
 def risk_of(logits: Any, cfg: Any) -> Any:
@@ -280,6 +302,7 @@ class PretrainLoop(LoopTask):
         from affectkit.tasks.prime.method_losses import after_pretrain_step
 
         after_pretrain_step(model.model, step, cfg, self.seed)
+        keep_generator_state(model)
 
 
 class FinetuneLoop(LoopTask):
@@ -336,15 +359,16 @@ class FinetuneLoop(LoopTask):
         )
 
     def build_model(self, cfg: Any) -> Any:
-        import torch
-
         model = downstream_module(cfg, self.feat, self.encoder_weights)
-        model.generator = torch.Generator().manual_seed(self.seed)
+        attach_generator(model, self.seed)
         return model
 
     def train_step(self, model: Any, batch: dict[str, Any], cfg: Any) -> Any:
         inner = getattr(model, "module", model)
         return downstream_loss(model, batch, cfg, inner.generator)
+
+    def after_step(self, model: Any, cfg: Any, step: int) -> None:
+        keep_generator_state(model)
 
     def eval_step(self, model: Any, batch: dict[str, Any], cfg: Any) -> dict[str, Any]:
         out = {

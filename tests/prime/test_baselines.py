@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from affectkit.tasks.prime.baselines import RidgeCox, cox_linear_predictor, fit_ridge_cox
 from affectkit.tasks.prime.metrics import harrell_cindex
-from affectkit.tasks.prime.ridge_cox import RidgeCox, cox_linear_predictor, fit_ridge_cox
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,8 @@
-"""Ridge-penalised Cox regression (numpy only): the linear baseline of the prime task.
+"""prime's baselines: the fusion model without the prototype bank (its config overrides: zero fill,
+mean imputation, modality dropout), and ridge-penalised Cox regression (numpy only) on concatenated
+features, the linear baseline.
+
+Ridge Cox:
 
 Objective (minimised): -log PL(beta) + 0.5 * alpha * ||beta||^2, where log PL is the Breslow partial
 log-likelihood SUMMED over events: sum_i e_i [eta_i - log sum_{j: T_j >= T_i} exp(eta_j)].
@@ -15,7 +19,15 @@ import numpy as np
 
 from affectkit.tasks.prime.metrics import _check_survival, breslow_survival
 
-__all__ = ["RidgeCox", "cox_linear_predictor", "fit_ridge_cox"]
+__all__ = ["FUSION_BASELINES", "RidgeCox", "cox_linear_predictor", "fit_ridge_cox"]
+
+# The same fusion model as PRIME with the missing modalities filled another way, trained from scratch:
+# config overrides by baseline (a single-modality model is the same with one modality kept).
+FUSION_BASELINES: dict[str, list[str]] = {
+    "zero-fill": ["model.fill=zero"],
+    "mean-imputation": ["model.fill=mean"],
+    "modality-dropout": ["model.fill=zero", "finetune.modality_dropout=0.3"],
+}
 
 
 class _BreslowTerms:
