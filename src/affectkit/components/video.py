@@ -24,14 +24,24 @@ class Video:
     fps: float
 
 
-def read_video(path: str | Path, max_frames: int | None = None) -> Video:
+def open_capture(path: str | Path):
+    """An opened ``cv2.VideoCapture`` of a video file; DataError naming the file when it is missing,
+    is a directory, or OpenCV cannot open it. The caller releases it."""
     cv2 = _cv2()
     p = Path(path)
     if not p.is_file():
-        raise DataError(p, "video not found")
+        raise DataError(p, "video not found" if not p.exists() else "expected a video file, found a directory")
     cap = cv2.VideoCapture(str(p))
     if not cap.isOpened():
-        raise DataError(p, "cannot open video (corrupt or unsupported codec)")
+        cap.release()
+        raise DataError(p, "cannot open video (corrupt, empty or unsupported codec)")
+    return cap
+
+
+def read_video(path: str | Path, max_frames: int | None = None) -> Video:
+    cv2 = _cv2()
+    p = Path(path)
+    cap = open_capture(p)
     fps = float(cap.get(cv2.CAP_PROP_FPS)) or 30.0
     frames = []
     while max_frames is None or len(frames) < max_frames:

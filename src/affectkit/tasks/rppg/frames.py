@@ -42,13 +42,11 @@ def open_video(path: str | Path, fps: float | None = None) -> FrameSource:
     """A video file. ``fps`` overrides the container's rate (needed when it is missing or wrong).
     Raises DataError naming the file when it is missing, cannot be opened or decodes no frame; a
     video that stops early (truncated) yields the frames it has, and the caller checks the count."""
+    from affectkit.components.video import open_capture
+
     cv2 = _cv2()
     p = Path(path)
-    if not p.is_file():
-        raise DataError(p, "video not found" if not p.exists() else "expected a video file, found a directory")
-    cap = cv2.VideoCapture(str(p))
-    if not cap.isOpened():
-        raise DataError(p, "cannot open video (corrupt or unsupported codec)")
+    cap = open_capture(p)
     ok, first = cap.read()
     declared_fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
     declared_n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
