@@ -299,14 +299,12 @@ def cells_of(setting: str, seed: int, folds: Any, base: Any) -> list[Cell]:
     cells zeroed too), cut into its folds."""
     from dataclasses import replace
 
-    from affectkit.tasks.prime.missingness import pattern_mask
-    from affectkit.tasks.prime.train import _covariate, _keep_one
+    from affectkit.tasks.prime.train import pattern_observed
 
     prepared = base
     if setting != "complete":
         cohort = base.cohort
-        mask = pattern_mask(setting, cohort.case_ids, len(cohort.modalities), seed, covariate=_covariate(cohort))
-        cohort = cohort.with_observed(mask | _keep_one(cohort.observed & mask, cohort.observed))
+        cohort = cohort.with_observed(pattern_observed(cohort, setting, seed))
         emb = {k: v.copy() for k, v in base.text_emb.items()}
         masks = {k: v.copy() for k, v in base.text_mask.items()}
         for j, name in enumerate(cohort.modalities):

@@ -453,11 +453,12 @@ def evaluate_run(request: EvaluateRequest, km: str | None) -> dict[str, Any]:
     from affectkit.core.loop import load_weights
     from affectkit.tasks.prime.features import Featurizer
     from affectkit.tasks.prime.metrics import km_plot
-    from affectkit.tasks.prime.missingness import all_subsets, pattern_mask
+    from affectkit.tasks.prime.missingness import all_subsets
     from affectkit.tasks.prime.train import (
         FinetuneLoop,
         endpoint_of,
         folds_to_run,
+        pattern_observed,
         prepare,
     )
 
@@ -476,7 +477,7 @@ def evaluate_run(request: EvaluateRequest, km: str | None) -> dict[str, Any]:
     settings: dict[str, np.ndarray | None] = {"as observed": None}
     missing = getattr(opts, "missing", None)
     if missing:
-        settings = {missing: pattern_mask(missing, prepared.cohort.case_ids, len(names), request.seed)}
+        settings = {missing: pattern_observed(prepared.cohort, missing, request.seed)}
     plot = getattr(opts, "plot", None)
     if getattr(opts, "sweep", False) or plot:
         for subset in all_subsets(len(names)):
@@ -484,9 +485,7 @@ def evaluate_run(request: EvaluateRequest, km: str | None) -> dict[str, Any]:
             mask[:, list(subset)] = True
             settings["+".join(names[j] for j in subset)] = mask
         for rate in (30, 50, 70):
-            settings[f"mcar{rate}"] = pattern_mask(
-                f"mcar{rate}", prepared.cohort.case_ids, len(names), request.seed
-            )
+            settings[f"mcar{rate}"] = pattern_observed(prepared.cohort, f"mcar{rate}", request.seed)
     per_setting: dict[str, list[dict[str, float]]] = {k: [] for k in settings}
     rows: list[dict[str, Any]] = []
     for fold in out.track(folds_to_run(cfg, prepared), "scoring folds"):

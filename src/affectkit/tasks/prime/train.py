@@ -46,13 +46,9 @@ def prepare(cfg: Any, data_dir: Path, seed: int) -> Prepared:
     column when present, else stratified on the first endpoint's event), encode the reports."""
     from affectkit.tasks.prime.data import load_cohort, make_folds
     from affectkit.tasks.prime.features import encode_texts
-    from affectkit.tasks.prime.missingness import pattern_mask
-
     cohort = load_cohort(data_dir, **data_keys(cfg))
     if cfg.data.missing:
-        age = _covariate(cohort)
-        mask = pattern_mask(cfg.data.missing, cohort.case_ids, len(cohort.modalities), seed, covariate=age)
-        cohort = cohort.with_observed(mask | _keep_one(cohort.observed & mask, cohort.observed))
+        cohort = cohort.with_observed(pattern_observed(cohort, cfg.data.missing, seed))
     if cohort.folds is not None:
         folds = np.asarray(cohort.folds, int)
     else:
@@ -60,6 +56,16 @@ def prepare(cfg: Any, data_dir: Path, seed: int) -> Prepared:
         folds = make_folds(cohort.endpoints[first][1], cfg.data.folds, seed)
     emb, masks, dims = encode_texts(cohort, cfg.model.text_encoder, cfg.model.text_chunks)
     return Prepared(cohort, folds, emb, masks, dims)
+
+
+def pattern_observed(cohort: Any, pattern: str, seed: int) -> np.ndarray:
+    """What stays observed [n, M] after hiding modalities by a missingness pattern (drawn with
+    ``seed``; ``mnar`` keyed on age where a vector modality has it); a patient the pattern would
+    empty keeps the first modality it had."""
+    from affectkit.tasks.prime.missingness import pattern_mask
+
+    mask = pattern_mask(pattern, cohort.case_ids, len(cohort.modalities), seed, covariate=_covariate(cohort))
+    return cohort.observed & (mask | _keep_one(cohort.observed & mask, cohort.observed))
 
 
 def _keep_one(after: np.ndarray, before: np.ndarray) -> np.ndarray:
