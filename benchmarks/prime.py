@@ -66,6 +66,7 @@ def bench_pretrain(steps: int, big: bool) -> dict[str, float]:
     import torch
 
     from affectkit.core.config import apply_overrides
+    from affectkit.core.seeding import attach_generator
     from affectkit.tasks.prime import TASK
     from affectkit.tasks.prime.bench import SETTINGS, tensors_of, train_lean
     from affectkit.tasks.prime.features import fit_featurizer
@@ -73,7 +74,6 @@ def bench_pretrain(steps: int, big: bool) -> dict[str, float]:
     from affectkit.tasks.prime.method_losses import after_pretrain_step
     from affectkit.tasks.prime.synth import make
     from affectkit.tasks.prime.train import (
-        attach_generator,
         build_encoder,
         downstream_loss,
         prepare,

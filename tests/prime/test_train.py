@@ -7,7 +7,7 @@ import torch
 
 
 def test_generator_state_round_trips_through_the_state_dict() -> None:
-    from affectkit.tasks.prime.train import attach_generator, keep_generator_state
+    from affectkit.core.seeding import attach_generator, keep_generator_state
 
     a = torch.nn.Linear(2, 2)
     attach_generator(a, 7)

@@ -50,3 +50,24 @@ def torch_generator(seed: int) -> Any:
     g = torch.Generator()
     g.manual_seed(seed)
     return g
+
+
+def attach_generator(module: Any, seed: int) -> None:
+    """Give ``module`` (a torch module) a seeded ``generator`` of its own (a sampler's draws, modality
+    dropout) whose state is a buffer: ``keep_generator_state`` records it after each step, so a
+    checkpoint holds it, and loading the weights restores it (a resumed run draws what the
+    uninterrupted one drew)."""
+    import torch
+
+    module.generator = torch.Generator().manual_seed(seed)
+    module.register_buffer("generator_state", module.generator.get_state())
+
+    def restore(m: Any, _incompatible: Any) -> None:
+        m.generator.set_state(m.generator_state.clone())
+
+    module.register_load_state_dict_post_hook(restore)
+
+
+def keep_generator_state(module: Any) -> None:
+    """Record ``module.generator``'s state in its buffer (call after each optimizer step)."""
+    module.generator_state.copy_(module.generator.get_state())

@@ -171,7 +171,8 @@ def finetune_and_score(cell: Cell, feat: Any, batch_all: dict[str, Any], cfg: An
 
     import torch
 
-    from affectkit.tasks.prime.train import attach_generator, downstream_loss, targets, with_head
+    from affectkit.core.seeding import attach_generator
+    from affectkit.tasks.prime.train import downstream_loss, targets, with_head
 
     p = cell.prepared
     cfg = replace(cfg, finetune=replace(cfg.finetune, endpoint=endpoint))

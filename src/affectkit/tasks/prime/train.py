@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from affectkit.core.errors import DataError, UsageError
+from affectkit.core.seeding import attach_generator, keep_generator_state
 from affectkit.core.task import DataBundle, LoopTask, MetricSpec
 from affectkit.tasks.prime.config import METRICS
 
@@ -168,24 +169,6 @@ def build_encoder(cfg: Any, feat: Any) -> Any:
     from affectkit.tasks.prime.model import PrimeModel
 
     return PrimeModel(feat.specs(), cfg.model, cfg.bank, cfg.pretrain)
-
-
-def attach_generator(module: Any, seed: int) -> None:
-    """Give ``module`` a seeded ``generator`` (the pretraining views, modality dropout) whose state is
-    a buffer: ``keep_generator_state`` records it after each step, so checkpoints hold it, and loading
-    weights restores it (a resumed run draws what the uninterrupted one drew)."""
-    import torch
-
-    module.generator = torch.Generator().manual_seed(seed)
-    module.register_buffer("generator_state", module.generator.get_state())
-    def restore(m: Any, _incompatible: Any) -> None:
-        m.generator.set_state(m.generator_state.clone())
-
-    module.register_load_state_dict_post_hook(restore)
-
-
-def keep_generator_state(module: Any) -> None:
-    module.generator_state.copy_(module.generator.get_state())
 
 
 def pretrain_module(cfg: Any, feat: Any, seed: int, observed: np.ndarray | None = None) -> Any:
