@@ -60,8 +60,9 @@ def load_command(target: str, name: str) -> Any:
     return command
 
 
-def _task_verbs() -> dict[str, tuple[str, str]]:
-    """Every task's own verbs: name -> (target, help). Loads the task objects (cheap, no torch)."""
+def _task_verbs(group: str | None = None) -> dict[str, tuple[str, str]]:
+    """Every task's own verbs on the root (or under the shared ``group``): name -> (target, help).
+    Loads the task objects (cheap, no torch)."""
     from affectkit.core.output import get_output
     from affectkit.core.registry import load_task, task_names
 
@@ -73,7 +74,8 @@ def _task_verbs() -> dict[str, tuple[str, str]]:
             get_output().warn(f"task {task_name!r} cannot be loaded ({exc}); its verbs are left out")
             continue
         for verb in task.commands:
-            found[verb.name] = (verb.target, verb.help)
+            if verb.group == group:
+                found[verb.name] = (verb.target, verb.help)
     return found
 
 
@@ -93,6 +95,26 @@ class RootGroup(TyperGroup):
 
     def invoke(self, ctx: Any) -> Any:
         return guarded(lambda: super(RootGroup, self).invoke(ctx))
+
+
+class TaskVerbGroup(TyperGroup):
+    """A shared group (``data``) whose own subcommands come first, then the task verbs declared under it."""
+
+    group_name = ""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *_task_verbs(self.group_name)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in (found := _task_verbs(self.group_name)):
+            command = load_command(found[cmd_name][0], cmd_name)
+        return command
+
+
+def task_verb_group(name: str) -> type[TaskVerbGroup]:
+    """The group class for ``new_app(..., cls=task_verb_group("data"))``."""
+    return type(f"{name.title()}Group", (TaskVerbGroup,), {"group_name": name})
 
 
 def _quiet_stdout() -> None:

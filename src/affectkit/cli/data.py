@@ -7,20 +7,19 @@ from pathlib import Path
 
 import typer
 
-from affectkit.cli._app import new_app
+from affectkit.cli._app import new_app, task_verb_group
 from affectkit.cli._common import CONFIG_OPTION, SEED_OPTION, SET_OPTION, task_for
 from affectkit.core.cache import materialize
 from affectkit.core.errors import DataError, UsageError
 from affectkit.core.output import get_output
 
-app = new_app("Embedded benchmarks: generate data in each task's real on-disk format.")
-
-
+app = new_app("Datasets: embedded benchmarks in each task's real format, statistics, and the tasks' own data verbs.",
+              cls=task_verb_group("data"))
 
 
 @app.callback()
 def data() -> None:
-    """Embedded benchmarks: generate data in each task's real on-disk format."""
+    """Datasets: embedded benchmarks in each task's real format, statistics, and the tasks' own data verbs."""
 
 
 @app.command("make", help="Write TASK's embedded benchmark (seeded, known ground truth) to --out.")

@@ -204,11 +204,14 @@ class ProgressHandle:
             kwargs = {"status": status} if status is not None else {}
             self._bar.update(self._task_id, advance=n, **kwargs)
 
-    def update(self, completed: int | None = None, status: str | None = None) -> None:
+    def update(self, completed: int | None = None, status: str | None = None, total: int | None = None) -> None:
+        """Set the count done (and the total, when it becomes known only once the work has started)."""
         if self._phase is not None:
+            if total is not None:
+                self._phase.total = total
             self._phase.move(self._phase.done if completed is None else completed, status)
         if self._bar is not None:
-            kwargs: dict[str, Any] = {}
+            kwargs: dict[str, Any] = {} if total is None else {"total": total}
             if completed is not None:
                 kwargs["completed"] = completed
             if status is not None:

@@ -26,6 +26,7 @@ BUILTIN: dict[str, str] = {
     "news-rec": "affectkit.tasks.news_rec:TASK",
     "rppg": "affectkit.tasks.rppg:TASK",
     "prime": "affectkit.tasks.prime:TASK",
+    "tqd": "affectkit.tasks.tqd:TASK",
     "vc-soup": "affectkit.tasks.vc_soup:TASK",
     "mer-bench": "affectkit.tasks.mer_bench:TASK",
 }

@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # torch is imported only inside commands
     from affectkit.core.runs import RunDir
 
 CORE_VERBS = ("data", "train", "evaluate", "bench", "predict")
+# Shared groups that take task verbs, with the subcommands of their own that a task verb cannot shadow.
+SHARED_SUBCOMMANDS: dict[str, tuple[str, ...]] = {"data": ("make", "stats")}
 
 
 @dataclass(frozen=True)
@@ -45,12 +47,14 @@ class MetricSpec:
 
 @dataclass(frozen=True)
 class TaskVerb:
-    """A verb a task adds to the root CLI. ``target`` ("module:attr") names a Typer app holding one
-    command; it is imported only when the verb runs (or its help is shown)."""
+    """A verb a task adds to the CLI: on the root (``affectkit quantize``), or with ``group="data"``
+    under the shared ``data`` group (``affectkit data score-videos``). ``target`` ("module:attr") names
+    a Typer app holding one command; it is imported only when the verb runs (or its help is shown)."""
 
     name: str
     target: str
     help: str
+    group: str | None = None
 
 
 def flag(decl: str, help: str, key: str | None = None, default: Any = None) -> Any:  # noqa: A002
@@ -179,7 +183,7 @@ class Task:
         raise NotImplementedError
 
     def verb_names(self) -> tuple[str, ...]:
-        return (*self.verbs, *(c.name for c in self.commands))
+        return (*self.verbs, *(f"{c.group} {c.name}" if c.group else c.name for c in self.commands))
 
 
 class LoopTask(Task):
@@ -263,7 +267,11 @@ def check_task(task: Any, source: str) -> None:
         if missing:
             raise TaskContractError(f"{where}: declares `{verb}` but does not implement {', '.join(missing)}")
     for cmd in task.commands:
-        if cmd.name in (*CORE_VERBS, "tasks", "config") or ":" not in cmd.target:
+        shared = SHARED_SUBCOMMANDS.get(cmd.group) if cmd.group else (*CORE_VERBS, "tasks", "config")
+        if shared is None:
+            raise TaskContractError(f"{where}: task verb {cmd.name!r} names an unknown group {cmd.group!r}",
+                                    f"groups that take task verbs: {', '.join(SHARED_SUBCOMMANDS)}")
+        if cmd.name in shared or ":" not in cmd.target:
             raise TaskContractError(f"{where}: task verb {cmd.name!r} ({cmd.target}) shadows a shared verb "
                                     "or is not module:attr")
     for options in (task.TrainOptions, task.EvaluateOptions, task.PredictOptions):

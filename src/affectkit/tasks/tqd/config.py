@@ -29,7 +29,8 @@ class DataConfig:
                                         "of the train split")
     eval_subset: str = help_field("heldout", "evaluate on test-split golden clips of this `subset` ('' = every\n"
                                   "test-split golden clip)")
-    balanced: bool = help_field(False, "type-balanced batches (equal shares of the types present)")
+    balanced: bool = help_field(False, "type-balanced batches: each type present oversampled to the largest\n"
+                                "type's count, so batches hold equal shares in expectation")
 
 
 @dataclass
@@ -65,7 +66,11 @@ class ModelConfig:
 class EvalConfig:
     draws: int = help_field(4, "noise draws per held-out clip and band (fixed: every run sees the same draws)",
                             min=1)
-    seed: int = help_field(0, "seed of the held-out draws", min=0)
+    seed: int = help_field(0, "seed of the held-out draws, the sampling noise and the gradient-similarity draws",
+                           min=0)
+    samples: int = help_field(64, "evaluate: clips generated for the sample metrics (0: none)", min=0)
+    sample_steps: int = help_field(20, "evaluate: Euler steps per generated clip", min=1)
+    gradsim_draws: int = help_field(2, "evaluate --gradsim: noise draws per pair and noise level", min=1)
 
 
 def _train_defaults() -> TrainConfig:

@@ -50,6 +50,12 @@ def tables(cfg: Any, data_dir: Path) -> tuple[Any, Any]:
     return train, test
 
 
+def process_rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
 def held_out_draws(index: int, shape: tuple[int, ...], seed: int, draws: int) -> tuple[Any, Any]:
     """Fixed (s [draws, bands], eps [draws, bands, *shape]) of held-out clip ``index``: seeded by the
     clip alone, so every run, batch size and process count sees the same draws."""
@@ -63,12 +69,34 @@ def held_out_draws(index: int, shape: tuple[int, ...], seed: int, draws: int) ->
     return s, eps
 
 
+class BalancedView:
+    """The train clips with each type present repeated (seeded draws) up to the largest type's count: a
+    shuffled epoch then gives every type an equal share of each batch in expectation."""
+
+    def __init__(self, dataset: Any, seed: int = 0):
+        codes = dataset.table.codes()
+        rng = np.random.default_rng([int(seed), 7])
+        pools = [np.flatnonzero(codes == c) for c in np.unique(codes)]
+        largest = max(len(p) for p in pools)
+        self.order = np.concatenate([np.concatenate([p, rng.choice(p, largest - len(p))]) for p in pools])
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.dataset[int(self.order[index])]
+
+
 class TqdLoop(LoopTask):
     """The shared loop's view of TQD training."""
 
     name = "tqd"
     summary = "TQD training"
     metrics: tuple[MetricSpec, ...] = METRICS
+
+    def __init__(self, seed: int = 0):
+        self.seed = int(seed)
 
     def build_data(self, cfg: Any, data_dir: Path) -> DataBundle:
         from affectkit.tasks.tqd.data import ClipDataset, collate
@@ -77,15 +105,19 @@ class TqdLoop(LoopTask):
         size = cfg.data.size or None
         self.sampler = build_sampler(cfg, train)
         ev = ClipDataset(test, frames=cfg.data.frames, size=size) if len(test) else None
-        return DataBundle(train=ClipDataset(train, frames=cfg.data.frames, size=size), eval=ev, collate_fn=collate,
-                          info={"train_clips": len(train), "eval_clips": len(test), "train_types": train.type_counts()})
+        data = ClipDataset(train, frames=cfg.data.frames, size=size)
+        return DataBundle(train=BalancedView(data) if cfg.data.balanced else data, eval=ev, collate_fn=collate,
+                          info={"train_clips": len(train), "eval_clips": len(test),
+                                "train_types": {k: v for k, v in train.type_counts().items() if v}})
 
     def build_model(self, cfg: Any) -> Any:
         from affectkit.tasks.tqd.model import build_model
 
         m = cfg.model
         model = build_model(m.kind, channels=3, width=m.width, depth=m.depth, emb_dim=m.emb_dim)
-        attach_generator(model, 0)
+        # the noise levels and noise of training come from the model's own generator: seeded by the run's
+        # seed and the process rank (each rank draws its own), checkpointed with the weights
+        attach_generator(model, self.seed * 7919 + 104_729 * process_rank())
         return model
 
     def train_step(self, model: Any, batch: dict[str, Any], cfg: Any) -> Any:
