@@ -106,6 +106,23 @@ def test_task_verbs_mount_on_the_root_and_are_listed():
     for verb in ("quantize", "filter-prefs", "merge", "judge-memes"):
         assert verb in root.list_commands(None)
         assert invoke(verb, "--help").exit_code == 0
+    # a task verb declared under the shared data group mounts there, not on the root
+    assert "data score-videos" in verbs["tqd"] and "score-videos" not in root.list_commands(None)
+    data = root.get_command(None, "data")
+    assert data.list_commands(None)[:2] == ["make", "stats"] and "score-videos" in data.list_commands(None)
+    assert invoke("data", "score-videos", "--help").exit_code == 0
+
+
+@pytest.mark.parametrize(("group", "name", "needle"), [("data", "make", "shadows"), ("train", "x", "unknown group")])
+def test_a_group_task_verb_must_name_a_known_group_and_shadow_nothing(group, name, needle):
+    from affectkit.core.task import TaskContractError, TaskVerb, check_task
+    from affectkit.tasks.tqd import TqdTask
+
+    class Bad(TqdTask):
+        commands = (TaskVerb(name, "x.y:app", "help", group=group),)
+
+    with pytest.raises(TaskContractError, match=needle):
+        check_task(Bad(), "test")
 
 
 def test_closed_stdout_ends_quietly():

@@ -374,3 +374,37 @@ def test_score_videos_bad_sources(tmp_path):
         score_videos(tmp_path / "nowhere", tmp_path / "o.csv")
     with pytest.raises(UsageError):
         score_videos(empty, tmp_path / "o.csv", method="raft")
+
+
+@pytest.fixture(scope="module")
+def natural_pool(tmp_path_factory) -> list[dict[str, str]]:
+    """The embedded generator's natural pool (240 clips: content, speed, degradation and exposure all
+    random, motion blur coupled to speed), scored with both motion statistics."""
+    from affectkit.tasks.tqd import synth
+
+    out = tmp_path_factory.mktemp("tqd-natural")
+    counts = {"natural": 240, "golden": 0, "motion": 0, "quality": 0, "low": 0, "heldout": 0, "pairs": 0}
+    synth.make(out, seed=0, quick=True, counts=counts)
+    rows = {}
+    for method in ("farneback", "vbench"):
+        score_videos(out / "meta.csv", out / f"{method}.csv", method=method)
+        rows[method] = _read_csv(out / f"{method}.csv")
+    return rows
+
+
+def _column(rows: list[dict[str, str]], name: str) -> list[float]:
+    return [float(r[name]) for r in rows]
+
+
+def test_scores_on_the_embedded_pool_rank_its_truth_and_show_the_dilemma(natural_pool):
+    """On the generator's own mixed pool. Quality ranks degradation above 0.8 and motion and quality
+    are anti-correlated (the dilemma) with either statistic. Motion ranks true speed above 0.8 only
+    with content held fixed (test_motion_ranks_clips_by_true_speed); on the mixed pool Farneback at the
+    clips' 32 px confounds speed with the moving area (the mean statistic) and with blur and noise, so
+    the pinned values are what it measures (docs/tasks/tqd.md, Accuracy of scoring)."""
+    for method, rows in natural_pool.items():
+        speed, deg = _column(rows, "speed"), _column(rows, "degradation")
+        flow, vq = _column(rows, "flow"), _column(rows, "vq")
+        assert spearman(vq, [-d for d in deg]) > 0.8, method
+        assert spearman(flow, vq) < -0.3, method
+        assert spearman(flow, speed) > (0.75 if method == "vbench" else 0.6), method

@@ -271,6 +271,5 @@ def write_plots(out_dir: Path, records: list[dict[str, Any]], extra: dict[str, A
             curves[f"golden vs {v}"] = {float(s): float(np.mean([c[v][s] for c in per_seed])) for s in grid}
             errors[f"golden vs {v}"] = {float(s): mean_sd([c[v][s] for c in per_seed])[1] for s in grid}
         paths.append(str(plot_gradient_similarity(out_dir / "tqd_gradient_similarity.png", curves, errors,
-                                                  f"gradient similarity, golden-only models ({len(per_seed)} seeds; "
-                                                  "bars: sd over seeds)")))
+                                                  f"golden-only models, {len(per_seed)} seeds (bars: sd)")))
     return paths
