@@ -14,11 +14,15 @@ and ``TrainOptions`` / ``EvaluateOptions`` / ``PredictOptions`` (dataclasses of 
 on ``train TASK`` / ``evaluate TASK`` / ``predict TASK``; a field made with ``flag(..., key=...)``
 sets that config key, the others travel to the task in ``request.options``). The CLI dispatches on these declarations; ``check_task`` verifies
 them whenever a task is loaded.
+
+A method that only calls a function of another module is written ``train = lazy("pkg.recipe:train_run")``:
+the function is imported on the method's first call, so task objects load without torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +66,34 @@ def flag(decl: str, help: str, key: str | None = None, default: Any = None) -> A
     ``decl`` (``--data-au``); with ``key``, its value sets that config key (``data.au_dir``) instead of
     travelling as an option. A ``Path`` field must name an existing file (outputs are ``str``)."""
     return dataclasses.field(default=default, metadata={"flag": decl, "help": help, "key": key})
+
+
+def lazy(target: str, with_task: bool = False) -> Any:
+    """A task method implemented by the function ``target`` ("module:function"), imported when the
+    method is first called, so task objects load without torch or the method's dependencies. The
+    function gets the method's arguments, preceded by the task object when ``with_task``.
+
+    A target that does not import raises its ImportError at the call (and at the next one); one that
+    is not "module:function" raises ValueError at once."""
+    module_name, sep, attr = target.partition(":")
+    if not (module_name and sep and attr):
+        raise ValueError(f"lazy target {target!r} is not module:function")
+    resolved: Callable[..., Any] | None = None
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal resolved
+        fn = resolved
+        if fn is None:
+            try:
+                fn = resolved = getattr(importlib.import_module(module_name), attr)
+            except AttributeError:
+                raise ImportError(f"cannot import name {attr!r} from {module_name!r}", name=module_name) from None
+        return fn(self, *args, **kwargs) if with_task else fn(*args, **kwargs)
+
+    method.__name__ = attr
+    method.__qualname__ = f"{module_name}.{attr}"
+    method.__doc__ = f"Calls {target} (imported on first use)."
+    return method
 
 
 @dataclass

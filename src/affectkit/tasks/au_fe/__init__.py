@@ -7,15 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from affectkit.core.task import (
-    BenchContext,
-    BenchResult,
-    DataBundle,
-    LoopTask,
-    MetricSpec,
-    PredictRequest,
-    flag,
-)
+from affectkit.core.task import LoopTask, MetricSpec, PredictRequest, flag, lazy
 from affectkit.tasks.au_fe.config import AUFEConfig
 
 
@@ -42,10 +34,7 @@ class AUFETask(LoopTask):
         MetricSpec("au_auc", True, "mean per-AU ROC-AUC"),
     )
 
-    def make_data(self, out: Path, seed: int, quick: bool) -> dict:
-        from affectkit.tasks.au_fe.synth import make
-
-        return make(out, seed, quick)
+    make_data = lazy("affectkit.tasks.au_fe.synth:make")
 
     def resolve_config(self, cfg: AUFEConfig, data_dir: Path) -> AUFEConfig:
         """Check every input first (options that depend on each other, both datasets: roots, label files,
@@ -74,15 +63,8 @@ class AUFETask(LoopTask):
         """Both roots set (``--data-au`` and ``--data-fe``): the AU root stands for the dataset."""
         return Path(cfg.data.au_dir) if cfg.data.au_dir and cfg.data.fe_dir else None
 
-    def build_data(self, cfg: AUFEConfig, data_dir: Path) -> DataBundle:
-        from affectkit.tasks.au_fe.train import build_data
-
-        return build_data(cfg, data_dir)
-
-    def build_model(self, cfg: AUFEConfig):
-        from affectkit.tasks.au_fe.train import build_model
-
-        return build_model(cfg)
+    build_data = lazy("affectkit.tasks.au_fe.train:build_data")
+    build_model = lazy("affectkit.tasks.au_fe.train:build_model")
 
     def configure_optimizer(self, model, cfg: AUFEConfig):
         import torch
@@ -98,25 +80,10 @@ class AUFETask(LoopTask):
         if model.weight_ema is not None:
             model.weight_ema.update(model.ssm)
 
-    def train_step(self, model, batch, cfg: AUFEConfig):
-        from affectkit.tasks.au_fe.train import train_step
-
-        return train_step(model, batch, cfg)
-
-    def eval_step(self, model, batch, cfg: AUFEConfig):
-        from affectkit.tasks.au_fe.train import eval_step
-
-        return eval_step(model, batch, cfg)
-
-    def evaluate(self, outputs, cfg: AUFEConfig) -> dict[str, float]:
-        from affectkit.tasks.au_fe.train import evaluate
-
-        return evaluate(outputs, cfg)
-
-    def bench(self, ctx: BenchContext) -> BenchResult:
-        from affectkit.tasks.au_fe.bench import run_bench
-
-        return run_bench(self, ctx)
+    train_step = lazy("affectkit.tasks.au_fe.train:train_step")
+    eval_step = lazy("affectkit.tasks.au_fe.train:eval_step")
+    evaluate = lazy("affectkit.tasks.au_fe.train:evaluate")
+    bench = lazy("affectkit.tasks.au_fe.bench:run_bench", with_task=True)
 
     def predict(self, request: PredictRequest) -> dict[str, Any]:
         from affectkit.tasks.au_fe.predict import predict_video

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from affectkit.core.task import BenchContext, BenchResult, DataBundle, LoopTask, MetricSpec, flag
+from affectkit.core.task import LoopTask, MetricSpec, flag, lazy
 from affectkit.tasks.mblfe.config import MBLFEConfig
 
 
@@ -37,10 +37,7 @@ class MBLFETask(LoopTask):
         MetricSpec("ndcg@80", True, "NDCG@80"),
     )
 
-    def make_data(self, out: Path, seed: int, quick: bool) -> dict[str, Any]:
-        from affectkit.tasks.mblfe.synth import make
-
-        return make(out, seed, quick)
+    make_data = lazy("affectkit.tasks.mblfe.synth:make")
 
     def data_stats(self, data_dir: Path, cfg: MBLFEConfig) -> dict[str, Any]:
         from affectkit.tasks.mblfe.data import load, warn_issues
@@ -48,20 +45,9 @@ class MBLFETask(LoopTask):
         ds = load(data_dir, behaviors=cfg.data.behaviors or None, target=cfg.data.target or None, warn=False)
         return {"data_dir": str(data_dir), **warn_issues(ds)}
 
-    def resolve_config(self, cfg: MBLFEConfig, data_dir: Path) -> MBLFEConfig:
-        from affectkit.tasks.mblfe.train import resolve
-
-        return resolve(cfg, data_dir)
-
-    def build_data(self, cfg: MBLFEConfig, data_dir: Path) -> DataBundle:
-        from affectkit.tasks.mblfe.train import build_data
-
-        return build_data(cfg, data_dir)
-
-    def build_model(self, cfg: MBLFEConfig):
-        from affectkit.tasks.mblfe.train import build_model
-
-        return build_model(cfg)
+    resolve_config = lazy("affectkit.tasks.mblfe.train:resolve")
+    build_data = lazy("affectkit.tasks.mblfe.train:build_data")
+    build_model = lazy("affectkit.tasks.mblfe.train:build_model")
 
     def after_step(self, model, cfg: MBLFEConfig, step: int) -> None:
         model.clear_cache()
@@ -69,20 +55,9 @@ class MBLFETask(LoopTask):
     def train_step(self, model, batch, cfg: MBLFEConfig):
         return model(batch)
 
-    def eval_step(self, model, batch, cfg: MBLFEConfig):
-        from affectkit.tasks.mblfe.train import eval_step
-
-        return eval_step(model, batch, cfg)
-
-    def evaluate(self, outputs, cfg: MBLFEConfig) -> dict[str, float]:
-        from affectkit.tasks.mblfe.train import evaluate
-
-        return evaluate(outputs, cfg)
-
-    def bench(self, ctx: BenchContext) -> BenchResult:
-        from affectkit.tasks.mblfe.bench import run_bench
-
-        return run_bench(self, ctx)
+    eval_step = lazy("affectkit.tasks.mblfe.train:eval_step")
+    evaluate = lazy("affectkit.tasks.mblfe.train:evaluate")
+    bench = lazy("affectkit.tasks.mblfe.bench:run_bench", with_task=True)
 
 
 TASK = MBLFETask()

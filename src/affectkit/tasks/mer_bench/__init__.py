@@ -18,15 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from affectkit.core.task import (
-    BenchContext,
-    BenchResult,
-    EvaluateRequest,
-    MetricSpec,
-    RecipeTask,
-    TaskVerb,
-    flag,
-)
+from affectkit.core.task import EvaluateRequest, MetricSpec, RecipeTask, TaskVerb, flag, lazy
 from affectkit.tasks.mer_bench.config import Config, EvalConfig, JudgeConfig
 from affectkit.tasks.mer_bench.evaluation import evaluate_judgments
 from affectkit.tasks.mer_bench.judging import judge
@@ -59,10 +51,7 @@ class MerBenchTask(RecipeTask):
 
         return make_benchmark(out, seed=seed, n=bench_size(quick))
 
-    def bench(self, ctx: BenchContext) -> BenchResult:
-        from affectkit.tasks.mer_bench.bench import run_bench
-
-        return run_bench(ctx)
+    bench = lazy("affectkit.tasks.mer_bench.bench:run_bench")
 
     def evaluate(self, request: EvaluateRequest) -> dict[str, Any]:
         """`affectkit evaluate mer-bench --judgments DIR [--data BENCH] [--config F] [--set evaluate.x=v]`."""

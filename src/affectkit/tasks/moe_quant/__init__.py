@@ -11,16 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from affectkit.core.task import (
-    BenchContext,
-    BenchResult,
-    EvaluateRequest,
-    MetricSpec,
-    RecipeTask,
-    TaskVerb,
-    TrainRequest,
-    flag,
-)
+from affectkit.core.task import EvaluateRequest, MetricSpec, RecipeTask, TaskVerb, TrainRequest, flag, lazy
 from affectkit.tasks.moe_quant.config import Config, QuantConfig
 
 __all__ = ["TASK", "Config", "QuantConfig", "evaluate_model", "load_quantized", "register_with_transformers"]
@@ -68,10 +59,7 @@ class MoEQuantTask(RecipeTask):
         MetricSpec("token_acc", higher_is_better=True, description="next-byte (Mixtral) or target-byte (Switch) accuracy"),
     )
 
-    def make_data(self, out: Path, seed: int, quick: bool) -> dict[str, Any]:
-        from affectkit.tasks.moe_quant.synth import make_data
-
-        return make_data(out, seed, quick)
+    make_data = lazy("affectkit.tasks.moe_quant.synth:make_data")
 
     def resolve_config(self, cfg: Config, data_dir: Path) -> Config:
         """Usage and data errors of the trainer config, before the run directory is made."""
@@ -104,10 +92,7 @@ class MoEQuantTask(RecipeTask):
             raise UsageError("--model is required for moe-quant", "pass a directory written by `affectkit quantize`")
         return evaluate_model(request.options.model)
 
-    def bench(self, ctx: BenchContext) -> BenchResult:
-        from affectkit.tasks.moe_quant.bench import run_bench
-
-        return run_bench(ctx)
+    bench = lazy("affectkit.tasks.moe_quant.bench:run_bench")
 
 
 TASK = MoEQuantTask()

@@ -10,15 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from affectkit.core.task import (
-    BenchContext,
-    BenchResult,
-    EvaluateRequest,
-    PredictRequest,
-    RecipeTask,
-    TrainRequest,
-    flag,
-)
+from affectkit.core.task import RecipeTask, flag, lazy
 from affectkit.tasks.news_rec.config import METRICS, NewsRecConfig
 
 
@@ -39,40 +31,18 @@ class NewsRecTask(RecipeTask):
     data_version = 1  # bump when synth.py's output changes (the cache keys the embedded data by it)
     metrics = METRICS
 
-    def make_data(self, out: Path, seed: int, quick: bool) -> dict[str, Any]:
-        from affectkit.tasks.news_rec.synth import make
-
-        return make(out, seed, quick)
+    make_data = lazy("affectkit.tasks.news_rec.synth:make")
 
     def data_stats(self, data_dir: Path, cfg: NewsRecConfig) -> dict[str, Any]:
         from affectkit.tasks.news_rec.recipe import statistics_of
 
         return statistics_of(cfg, data_dir)
 
-    def resolve_config(self, cfg: NewsRecConfig, data_dir: Path) -> NewsRecConfig:
-        from affectkit.tasks.news_rec.train import resolve
-
-        return resolve(cfg, data_dir)
-
-    def train(self, request: TrainRequest) -> dict[str, Any]:
-        from affectkit.tasks.news_rec.recipe import train_run
-
-        return train_run(request)
-
-    def evaluate(self, request: EvaluateRequest) -> dict[str, Any]:
-        from affectkit.tasks.news_rec.recipe import evaluate_request
-
-        return evaluate_request(request)
-
-    def predict(self, request: PredictRequest) -> dict[str, Any]:
-        from affectkit.tasks.news_rec.recipe import predict_run
-
-        return predict_run(request)
-
-    def bench(self, ctx: BenchContext) -> BenchResult:
-        from affectkit.tasks.news_rec.bench import run_bench
-
-        return run_bench(self, ctx)
+    resolve_config = lazy("affectkit.tasks.news_rec.train:resolve")
+    train = lazy("affectkit.tasks.news_rec.recipe:train_run")
+    evaluate = lazy("affectkit.tasks.news_rec.recipe:evaluate_request")
+    predict = lazy("affectkit.tasks.news_rec.recipe:predict_run")
+    bench = lazy("affectkit.tasks.news_rec.bench:run_bench", with_task=True)
 
 
 TASK = NewsRecTask()

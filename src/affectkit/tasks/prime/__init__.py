@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from affectkit.core.task import BenchContext, BenchResult, EvaluateRequest, RecipeTask, TrainRequest, flag
+from affectkit.core.task import RecipeTask, flag, lazy
 from affectkit.tasks.prime.config import METRICS, PrimeConfig
 
 
@@ -57,30 +56,11 @@ class PrimeTask(RecipeTask):
     data_version = 1  # bump when synth.py's output changes (the cache keys the embedded data by it)
     metrics = METRICS
 
-    def make_data(self, out: Path, seed: int, quick: bool) -> dict[str, Any]:
-        from affectkit.tasks.prime.synth import make
-
-        return make(out, seed, quick)
-
-    def resolve_config(self, cfg: PrimeConfig, data_dir: Path) -> PrimeConfig:
-        from affectkit.tasks.prime.layout import apply_dataset_yaml
-
-        return apply_dataset_yaml(cfg, data_dir)
-
-    def train(self, request: TrainRequest) -> dict[str, Any]:
-        from affectkit.tasks.prime.recipe import train_run
-
-        return train_run(request)
-
-    def evaluate(self, request: EvaluateRequest) -> dict[str, Any]:
-        from affectkit.tasks.prime.recipe import evaluate_request
-
-        return evaluate_request(request)
-
-    def bench(self, ctx: BenchContext) -> BenchResult:
-        from affectkit.tasks.prime.bench import run_bench
-
-        return run_bench(self, ctx)
+    make_data = lazy("affectkit.tasks.prime.synth:make")
+    resolve_config = lazy("affectkit.tasks.prime.layout:apply_dataset_yaml")
+    train = lazy("affectkit.tasks.prime.recipe:train_run")
+    evaluate = lazy("affectkit.tasks.prime.recipe:evaluate_request")
+    bench = lazy("affectkit.tasks.prime.bench:run_bench", with_task=True)
 
 
 TASK = PrimeTask()

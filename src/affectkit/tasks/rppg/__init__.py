@@ -10,15 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from affectkit.core.task import (
-    BenchContext,
-    BenchResult,
-    EvaluateRequest,
-    PredictRequest,
-    RecipeTask,
-    TrainRequest,
-    flag,
-)
+from affectkit.core.task import RecipeTask, flag, lazy
 from affectkit.tasks.rppg.config import METRICS, RppgConfig
 
 
@@ -64,10 +56,7 @@ class RppgTask(RecipeTask):
     data_version = 1  # bump when synth.py's output changes (the cache keys the embedded data by it)
     metrics = METRICS
 
-    def make_data(self, out: Path, seed: int, quick: bool) -> dict[str, Any]:
-        from affectkit.tasks.rppg.synth import make
-
-        return make(out, seed, quick)
+    make_data = lazy("affectkit.tasks.rppg.synth:make")
 
     def data_stats(self, data_dir: Path, cfg: RppgConfig) -> dict[str, Any]:
         from affectkit.tasks.rppg.stats import statistics_of
@@ -80,25 +69,10 @@ class RppgTask(RecipeTask):
         cfg.method = "freqphys"
         return cfg
 
-    def train(self, request: TrainRequest) -> dict[str, Any]:
-        from affectkit.tasks.rppg.recipe import train_run
-
-        return train_run(request)
-
-    def evaluate(self, request: EvaluateRequest) -> dict[str, Any]:
-        from affectkit.tasks.rppg.recipe import evaluate_request
-
-        return evaluate_request(request)
-
-    def predict(self, request: PredictRequest) -> dict[str, Any]:
-        from affectkit.tasks.rppg.predict import predict_video
-
-        return predict_video(request)
-
-    def bench(self, ctx: BenchContext) -> BenchResult:
-        from affectkit.tasks.rppg.bench import run_bench
-
-        return run_bench(self, ctx)
+    train = lazy("affectkit.tasks.rppg.recipe:train_run")
+    evaluate = lazy("affectkit.tasks.rppg.recipe:evaluate_request")
+    predict = lazy("affectkit.tasks.rppg.predict:predict_video")
+    bench = lazy("affectkit.tasks.rppg.bench:run_bench", with_task=True)
 
 
 TASK = RppgTask()

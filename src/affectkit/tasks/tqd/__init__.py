@@ -10,18 +10,8 @@ lines (``method_sampler.tqd_timesteps``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-from affectkit.core.task import (
-    BenchContext,
-    BenchResult,
-    EvaluateRequest,
-    RecipeTask,
-    TaskVerb,
-    TrainRequest,
-    flag,
-)
+from affectkit.core.task import RecipeTask, TaskVerb, flag, lazy
 from affectkit.tasks.tqd.config import METRICS, TqdConfig
 
 
@@ -57,25 +47,10 @@ class TqdTask(RecipeTask):
     data_version = 1  # bump when synth.py's output changes (the cache keys the embedded data by it)
     metrics = METRICS
 
-    def make_data(self, out: Path, seed: int, quick: bool) -> dict[str, Any]:
-        from affectkit.tasks.tqd.synth import make
-
-        return make(out, seed, quick)
-
-    def train(self, request: TrainRequest) -> dict[str, Any]:
-        from affectkit.tasks.tqd.recipe import train_run
-
-        return train_run(request)
-
-    def evaluate(self, request: EvaluateRequest) -> dict[str, Any]:
-        from affectkit.tasks.tqd.recipe import evaluate_request
-
-        return evaluate_request(request)
-
-    def bench(self, ctx: BenchContext) -> BenchResult:
-        from affectkit.tasks.tqd.bench import run_bench
-
-        return run_bench(self, ctx)
+    make_data = lazy("affectkit.tasks.tqd.synth:make")
+    train = lazy("affectkit.tasks.tqd.recipe:train_run")
+    evaluate = lazy("affectkit.tasks.tqd.recipe:evaluate_request")
+    bench = lazy("affectkit.tasks.tqd.bench:run_bench", with_task=True)
 
 
 TASK = TqdTask()

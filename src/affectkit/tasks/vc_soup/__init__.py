@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from affectkit.core.task import EvaluateRequest, MetricSpec, RecipeTask, TaskVerb, TrainRequest
+from affectkit.core.task import EvaluateRequest, MetricSpec, RecipeTask, TaskVerb, TrainRequest, lazy
 from affectkit.tasks.vc_soup.config import Config
 
 
@@ -56,10 +56,7 @@ class VCSoupTask(RecipeTask):
         return {"run_dir": str(run.path), "metrics": {k: result[k] for k in ("hv_ref_policy", "n_pareto", "barrier_worst") if k in result},
                 **result}
 
-    def bench(self, ctx: Any) -> Any:
-        from affectkit.tasks.vc_soup.bench import run_bench
-
-        return run_bench(ctx)
+    bench = lazy("affectkit.tasks.vc_soup.bench:run_bench")
 
 
 TASK = VCSoupTask()
