@@ -1,5 +1,6 @@
-"""Shared by the benchmark scripts: the peak RSS of a code section, and running a function in a
-fresh spawned process (its own heap, so one section's memory does not hide another's).
+"""Shared by the benchmark scripts: the peak RSS of a code section, running a function in a
+fresh spawned process (its own heap, so one section's memory does not hide another's), and printing
+a script's sections of results (or one JSON document with --json).
 
 Peak RSS: the kernel's high-water mark (VmHWM) reset through /proc/self/clear_refs where Linux
 allows it; else psutil sampling every 5 ms; else ru_maxrss (the process peak, an upper bound).
@@ -111,3 +112,18 @@ def in_process(fn: Any, *args: Any) -> dict[str, Any]:
     finally:
         proc.join()
     return result
+
+
+def print_results(results: dict[str, dict[str, Any]], as_json: bool = False, width: int = 36) -> None:
+    """Each section's name, then its ``key value`` lines (floats to 4 significant digits); or JSON."""
+    import json
+    import sys
+
+    if as_json:
+        json.dump(results, sys.stdout, indent=1)
+        print()
+        return
+    for name, section in results.items():
+        print(name)
+        for k, v in section.items():
+            print(f"  {k:{width}s} {v:.4g}" if isinstance(v, float) else f"  {k:{width}s} {v}")

@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -30,6 +29,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from peak_memory import print_results  # noqa: E402
 
 
 def bench_cindex(n: int) -> dict[str, float]:
@@ -158,14 +160,7 @@ def main() -> None:
                "bags": bench_bags(5 if args.quick else 20)}
     if not args.quick:
         results["pretrain_spec_size"] = bench_pretrain(20, True)
-    if args.json:
-        json.dump(results, sys.stdout, indent=1)
-        print()
-        return
-    for name, res in results.items():
-        print(name)
-        for k, v in res.items():
-            print(f"  {k:32s} {v:.4g}" if isinstance(v, float) else f"  {k:32s} {v}")
+    print_results(results, args.json, width=32)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from peak_memory import PeakRSS  # noqa: E402
+from peak_memory import PeakRSS, print_results  # noqa: E402
 
 
 def clips(out: Path, size: int, n: int) -> list[Path]:
@@ -142,14 +141,7 @@ def main() -> None:
     results["training bench size"] = bench_training("conv3d", 16, 16, 8, steps)
     results["training conv3d default"] = bench_training("conv3d", 32, 32, 16, max(2, steps // 4))
     results["training dit"] = bench_training("dit", 64, 32, 16, steps)
-    if args.json:
-        json.dump(results, sys.stdout, indent=1)
-        print()
-        return
-    for name, section in results.items():
-        print(name)
-        for k, v in section.items():
-            print(f"  {k:36s} {v:.4g}" if isinstance(v, float) else f"  {k:36s} {v}")
+    print_results(results, args.json)
 
 
 if __name__ == "__main__":

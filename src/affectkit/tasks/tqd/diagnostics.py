@@ -408,3 +408,16 @@ def plot_gradient_similarity(path: str | Path, curves: Mapping[str, Mapping[floa
     ax.legend(fontsize=8)
     ax.set_title(title or "gradient similarity per noise level")
     return _save(fig, path)
+
+
+def plot_samples(path: Path, samples: Any, reference: Any, rows: int = 4) -> Path:
+    """A grid of frames: ``rows`` generated clips, then ``rows`` held-out golden clips (one row per clip)."""
+    from affectkit.tasks.tqd.model import to_uint8
+
+    clips = [*to_uint8(samples[:rows]), *to_uint8(reference[:rows])]
+    strip = np.concatenate([np.concatenate(list(c), axis=1) for c in clips], axis=0)
+    fig, ax = _figure((8.0, 0.6 * len(clips) + 0.6))
+    ax.imshow(strip, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(f"top {rows}: generated; bottom {rows}: held-out golden (frames left to right)")
+    return _save(fig, path)

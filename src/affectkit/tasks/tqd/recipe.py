@@ -9,8 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from affectkit.core.errors import DataError, UsageError
 from affectkit.core.task import EvaluateRequest, TrainRequest
 
@@ -101,20 +99,6 @@ def gradsim(model: Any, cfg: Any, pairs: dict[str, Any]) -> dict[str, dict[float
             for variant, (a, b) in pairs.items()}
 
 
-def plot_samples(path: Path, samples: Any, reference: Any, rows: int = 4) -> Path:
-    """A grid of frames: ``rows`` generated clips, then ``rows`` held-out golden clips (one row per clip)."""
-    from affectkit.tasks.tqd.diagnostics import _figure, _save
-    from affectkit.tasks.tqd.model import to_uint8
-
-    clips = [*to_uint8(samples[:rows]), *to_uint8(reference[:rows])]
-    strip = np.concatenate([np.concatenate(list(c), axis=1) for c in clips], axis=0)
-    fig, ax = _figure((8.0, 0.6 * len(clips) + 0.6))
-    ax.imshow(strip, interpolation="nearest")
-    ax.set_axis_off()
-    ax.set_title(f"top {rows}: generated; bottom {rows}: held-out golden (frames left to right)")
-    return _save(fig, path)
-
-
 def run_data_dir(request: EvaluateRequest) -> Path:
     if request.data_dir is not None:
         return request.data_dir
@@ -161,6 +145,8 @@ def evaluate_request(request: EvaluateRequest) -> dict[str, Any]:
         found, samples = sample_report(model, cfg, reference)
         metrics.update(found)
         if plot_dir is not None:
+            from affectkit.tasks.tqd.diagnostics import plot_samples
+
             plots.append(str(plot_samples(plot_dir / "samples.png", samples, reference)))
     if options is not None and options.gradsim and accelerator.is_main_process:
         pairs = pair_clips(cfg, data_dir)
