@@ -27,6 +27,7 @@ BUILTIN: dict[str, str] = {
     "rppg": "affectkit.tasks.rppg:TASK",
     "prime": "affectkit.tasks.prime:TASK",
     "tqd": "affectkit.tasks.tqd:TASK",
+    "act-prompt": "affectkit.tasks.act_prompt:TASK",
     "vc-soup": "affectkit.tasks.vc_soup:TASK",
     "mer-bench": "affectkit.tasks.mer_bench:TASK",
 }

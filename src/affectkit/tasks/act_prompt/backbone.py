@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from affectkit.components.hf import quiet_transformers
 from affectkit.core.errors import DataError, UsageError, require_dir, require_file
 
 TINY = {
@@ -276,6 +277,7 @@ def load_backbone(path: str | Path, image_size: int | None = None,
         raise DataError(directory / "config.json", f"model_type {model_type!r} is not supported "
                         f"(expected one of {', '.join(ARCHS)})")
     _, model_cls, classifier_cls = _config_classes(model_type)
+    quiet_transformers()
     with_head = any(str(a).endswith("ForImageClassification") for a in config.get("architectures") or [])
     try:
         if with_head:

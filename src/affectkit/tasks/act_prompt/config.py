@@ -12,6 +12,9 @@ from affectkit.core.config import TrainConfig, help_field
 from affectkit.core.task import MetricSpec
 
 METHODS = ("ap", "vp", "vpt", "linear", "norm", "lora", "full")
+# the learning rate of what each method tunes besides the head, by family (prompts: the spec's 1e-2); the
+# bench's, and --compare's
+METHOD_LR = {"ap": 1e-2, "vp": 1e-2, "vpt": 1e-2, "norm": 1e-2, "lora": 1e-3, "full": 5e-4, "linear": 1e-3}
 METRICS = (
     MetricSpec("accuracy", True, "top-1 accuracy on the evaluation split"),
     MetricSpec("loss", False, "cross-entropy on the evaluation split"),

@@ -23,9 +23,9 @@ LR = 2e-3
 PHASE = "pretraining the embedded {arch} on the source task"
 
 
-def settings_key(arch: str, steps: int, seed: int, data_version: int, image_size: int) -> str:
+def settings_key(arch: str, steps: int, seed: int, data_version: int, image_size: int, quick: bool = False) -> str:
     text = json.dumps({"arch": arch, "steps": steps, "seed": seed, "data": data_version, "size": image_size,
-                       "batch": BATCH, "lr": LR}, sort_keys=True)
+                       "batch": BATCH, "lr": LR, **({"quick": True} if quick else {})}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -58,7 +58,7 @@ def pretrain(out: Path, arch: str, source_dir: Path, steps: int, seed: int, imag
             loss.backward()
             opt.step()
             sched.step()
-            bar.advance(status=f"loss {float(loss):.3f}")
+            bar.advance(status=f"loss {float(loss.detach()):.3f}")
     backbone.eval()
     test_data = ImageDataset(test, image_size, mean, std)
     correct = 0
@@ -75,15 +75,16 @@ def pretrain(out: Path, arch: str, source_dir: Path, steps: int, seed: int, imag
 
 
 def pretrained_backbone_dir(arch: str, steps: int, image_size: int, mean: list[float], std: list[float],
-                            seed: int = 0) -> Path:
-    """The cached pretrained backbone directory (built on first use from the embedded source task)."""
+                            seed: int = 0, quick: bool = False) -> Path:
+    """The cached pretrained backbone directory (built on first use from the embedded source task; ``quick``:
+    from the quick set's smaller source split, for the quick bench)."""
     from affectkit.core.cache import embedded_data
     from affectkit.tasks.act_prompt import TASK
 
-    key = settings_key(arch, steps, seed, TASK.data_version, image_size)
+    key = settings_key(arch, steps, seed, TASK.data_version, image_size, quick)
     final = task_cache(TASK.name) / DIRNAME / f"{arch}-{key}"
     if (final / "pretraining.json").is_file():
         return final
-    source = embedded_data(TASK, seed) / "source"
+    source = embedded_data(TASK, seed, quick) / "source"
     materialize(final, lambda d: pretrain(d, arch, source, steps, seed, image_size, mean, std), replace=True)
     return final
