@@ -128,6 +128,7 @@ def test_compare_writes_the_table_and_the_plot(data, tmp_path):
                     "linear,vp", *FAST)
     assert result.exit_code == 0, result.stderr
     rows = json.loads((run / "comparison.json").read_text())
+    assert set(json_lines(result.stdout)[-1]["accuracy"]) == {"linear", "vp"}
     assert [r["method"] for r in rows] == ["linear", "vp"]
     assert rows[1]["trainable_params"] > rows[0]["trainable_params"]  # the VP border adds to the head
     assert (run / "comparison.png").stat().st_size > 1000

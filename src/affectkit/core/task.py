@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from affectkit.core.errors import AffectkitError
+from affectkit.core.errors import AffectkitError, DataError
 
 if TYPE_CHECKING:  # torch is imported only inside commands
     import numpy as np
@@ -133,6 +133,17 @@ class EvaluateRequest:
     output: Output
     precision: str = "auto"
     options: Any = None
+
+    def trained_data_dir(self) -> Path:
+        """``--data`` if given, else the data directory the run was trained on (recorded in its meta.json);
+        a DataError when neither is there."""
+        if self.data_dir is not None:
+            return self.data_dir
+        saved = self.run.meta().get("data_dir") if self.run is not None else None
+        if not saved or not Path(saved).is_dir():
+            raise DataError(saved or (self.run.path if self.run is not None else "--data"),
+                            "the run's data directory is gone", "pass --data DIR")
+        return Path(saved)
 
 
 @dataclass

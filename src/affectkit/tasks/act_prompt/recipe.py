@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from affectkit.core.errors import DataError, UsageError
+from affectkit.core.errors import UsageError
 from affectkit.core.task import EvaluateRequest, PredictRequest, TrainRequest
 from affectkit.tasks.act_prompt.config import METHOD_LR, METHODS
 
@@ -173,16 +173,8 @@ def compare(request: TrainRequest, methods: list[str]) -> dict[str, Any]:
     atomic_write_json(run.path / f"{COMPARE_FILE}.json", rows)
     plot = plot_accuracy_vs_params(run.path / f"{COMPARE_FILE}.png", rows)
     out.table(comparison_table(rows))
-    return {"methods": rows, "plot": str(plot) if plot else None}
-
-
-def run_data_dir(request: EvaluateRequest) -> Path:
-    if request.data_dir is not None:
-        return request.data_dir
-    saved = request.run.meta().get("data_dir")
-    if not saved or not Path(saved).is_dir():
-        raise DataError(saved or request.run.path, "the run's data directory is gone", "pass --data DIR")
-    return Path(saved)
+    return {"accuracy": {r["method"]: r["accuracy"] for r in rows},
+            "comparison": str(run.path / f"{COMPARE_FILE}.json"), "plot": str(plot) if plot else None}
 
 
 def evaluate_request(request: EvaluateRequest) -> dict[str, Any]:
@@ -198,7 +190,7 @@ def evaluate_request(request: EvaluateRequest) -> dict[str, Any]:
     if cfg.method == "ap" and str(cfg.layer) == "auto":
         raise UsageError(f"{request.run.config_path}: layer is still auto (the run never finished its sweep)",
                          "train it to the end first (affectkit train act-prompt --resume)")
-    data_dir = run_data_dir(request)
+    data_dir = request.trained_data_dir()
     options = request.options
     split = (options.split if options is not None and options.split else None) or \
         available_split(cfg, data_dir, cfg.data.test_split) or cfg.data.eval_split

@@ -99,15 +99,6 @@ def gradsim(model: Any, cfg: Any, pairs: dict[str, Any]) -> dict[str, dict[float
             for variant, (a, b) in pairs.items()}
 
 
-def run_data_dir(request: EvaluateRequest) -> Path:
-    if request.data_dir is not None:
-        return request.data_dir
-    saved = request.run.meta().get("data_dir")
-    if not saved or not Path(saved).is_dir():
-        raise DataError(saved or request.run.path, "the run's data directory is gone", "pass --data DIR")
-    return Path(saved)
-
-
 def evaluate_request(request: EvaluateRequest) -> dict[str, Any]:
     from affectkit.core.device import get_accelerator
     from affectkit.core.loop import evaluate_model, load_weights
@@ -117,7 +108,7 @@ def evaluate_request(request: EvaluateRequest) -> dict[str, Any]:
     if request.run is None:
         raise UsageError("--run is required", "pass the --out of `affectkit train tqd`")
     cfg, out, options = request.cfg, request.output, request.options
-    data_dir = run_data_dir(request)
+    data_dir = request.trained_data_dir()
     weights = request.run.weights(request.checkpoint)
     accelerator = get_accelerator(request.precision)
     seed_everything(request.seed)
