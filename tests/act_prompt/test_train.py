@@ -74,3 +74,19 @@ def test_label_mapping_needs_a_source_head(folder):
     loop.build_data(_cfg("vp"), folder)
     with pytest.raises(UsageError, match="pretrained classifier"):
         loop.build_model(_cfg("vp", "prompt.head=mapping"))
+
+
+def test_accuracy_and_loss_match_scikit_learn():
+    import numpy as np
+    from sklearn.metrics import accuracy_score, log_loss
+
+    from affectkit.tasks.act_prompt.train import ActPromptLoop
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(50, 4)).astype(np.float32)
+    labels = rng.integers(0, 4, size=50)
+    found = ActPromptLoop().evaluate({"logits": logits, "labels": labels}, cfg=None)
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    assert found["accuracy"] == accuracy_score(labels, logits.argmax(1))
+    assert abs(found["loss"] - log_loss(labels, probs, labels=range(4))) < 1e-5
