@@ -49,7 +49,7 @@ class ActPromptTask(RecipeTask):
     make_data = lazy("affectkit.tasks.act_prompt.synth:make")
     train = lazy("affectkit.tasks.act_prompt.recipe:train_run")
     evaluate = lazy("affectkit.tasks.act_prompt.recipe:evaluate_request")
-    predict = lazy("affectkit.tasks.act_prompt.recipe:predict")
+    predict = lazy("affectkit.tasks.act_prompt.predict:predict_images")
     bench = lazy("affectkit.tasks.act_prompt.bench:run_bench", with_task=True)
 
 

@@ -48,7 +48,7 @@ def predict_images(request: Any) -> dict[str, Any]:
     from affectkit.core.loop import load_weights
     from affectkit.core.runs import RunDir
     from affectkit.tasks.act_prompt.config import ActPromptConfig
-    from affectkit.tasks.act_prompt.data import load_image
+    from affectkit.tasks.act_prompt.data import ImageDataset, ImageTable
     from affectkit.tasks.act_prompt.train import build_classifier
 
     run = RunDir.existing(request.run)
@@ -60,31 +60,25 @@ def predict_images(request: Any) -> dict[str, Any]:
     classes = run_classes(run.path)
     top_k = min(int(getattr(request.options, "top_k", None) or 3), len(classes))
     model = load_weights(build_classifier(cfg, len(classes)), weights).eval()
-    mean = torch.tensor(cfg.data.mean).view(3, 1, 1)
-    std = torch.tensor(cfg.data.std).view(3, 1, 1)
-    size = (cfg.data.image_size, cfg.data.image_size)
+    table = ImageTable(list(paths), np.zeros(len(paths), dtype=np.int64), classes, Path(request.input),
+                       [str(p) for p in paths])
+    images = ImageDataset(table, cfg.data.image_size, cfg.data.mean, cfg.data.std, cache=False)
     output = get_output()
     skipped: list[str] = []
 
-    def pixels(path: Path) -> Any:
-        from PIL import Image
-
+    def pixels(i: int) -> Any:
         try:
-            img = load_image(path)
+            return images[i]["pixel_values"]
         except DataError as exc:
             if len(paths) == 1:
                 raise
             output.warn(str(exc))
-            skipped.append(str(path))
+            skipped.append(str(paths[i]))
             return None
-        if img.size != size:
-            img = img.resize(size, Image.Resampling.BICUBIC)
-        x = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
-        return (x - mean) / std
 
     def rows() -> Any:
         for lo in range(0, len(paths), BATCH):
-            chunk = [(p, pixels(p)) for p in paths[lo:lo + BATCH]]
+            chunk = [(paths[i], pixels(i)) for i in range(lo, min(lo + BATCH, len(paths)))]
             chunk = [(p, x) for p, x in chunk if x is not None]
             if not chunk:
                 continue

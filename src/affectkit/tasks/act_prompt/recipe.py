@@ -1,4 +1,4 @@
-"""`train act-prompt`, `evaluate act-prompt` and `predict act-prompt`.
+"""`train act-prompt` and `evaluate act-prompt` (`predict act-prompt` is in ``predict``).
 
 A training run: with ``method=ap layer=auto`` the validation sweep picks the layer first (``sweep``); then
 one fit on the shared loop (best step by validation accuracy), the best weights scored on the test split,
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from affectkit.core.errors import UsageError
-from affectkit.core.task import EvaluateRequest, PredictRequest, TrainRequest
+from affectkit.core.task import EvaluateRequest, TrainRequest
 from affectkit.tasks.act_prompt.config import METHOD_LR, METHODS
 
 COMPARE_FILE = "comparison"
@@ -180,7 +180,7 @@ def compare(request: TrainRequest, methods: list[str]) -> dict[str, Any]:
 def evaluate_request(request: EvaluateRequest) -> dict[str, Any]:
     """The run's weights (``--checkpoint``) on ``--split`` (default: the test split, else validation)."""
     from affectkit.core.device import get_accelerator
-    from affectkit.core.loop import load_weights
+    from affectkit.core.loop import evaluate_model, load_weights
     from affectkit.core.runs import read_json
     from affectkit.tasks.act_prompt.train import ActPromptLoop
 
@@ -197,9 +197,9 @@ def evaluate_request(request: EvaluateRequest) -> dict[str, Any]:
     weights = request.run.weights(request.checkpoint)
     accelerator = get_accelerator(request.precision)
     loop = ActPromptLoop(split=split)
-    loop.build_data(cfg, data_dir)
+    bundle = loop.build_data(cfg, data_dir)
     model = load_weights(loop.build_model(cfg), weights).eval()
-    metrics = score_split(cfg, data_dir, accelerator.prepare(model), split, accelerator, request.output)
+    metrics = evaluate_model(loop, accelerator.prepare(model), bundle, cfg, accelerator, request.output)
     result: dict[str, Any] = {"run_dir": str(request.run.path), "checkpoint": weights.parent.name, "split": split,
                               "method": cfg.method, "metrics": metrics}
     if cfg.method == "ap":
@@ -208,9 +208,3 @@ def evaluate_request(request: EvaluateRequest) -> dict[str, Any]:
     if trained.is_file() and "costs" in (saved := read_json(trained)):
         result["costs"] = saved["costs"]
     return result
-
-
-def predict(request: PredictRequest) -> dict[str, Any]:
-    from affectkit.tasks.act_prompt.predict import predict_images
-
-    return predict_images(request)
