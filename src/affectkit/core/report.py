@@ -1,4 +1,5 @@
-"""Benchmark reports: results.json, report.md (Markdown tables) and PNG bar plots."""
+"""Benchmark reports: results.json, report.md (Markdown tables) and PNG bar plots; the figure helpers the
+tasks' own plots share (``new_figure``, ``save_png``)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,23 @@ def label_column(rows: Sequence[Mapping[str, Any]]) -> str | None:
         if isinstance(value, str):
             return key
     return None
+
+
+def new_figure(size: tuple[float, float] = (6.0, 4.2)) -> tuple[Any, Any]:
+    """A pyplot-free Agg figure with one axes: (figure, axes)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def save_png(fig: Any, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG, atomically; returns the path."""
+    path = Path(path)
+    atomic_save(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    return path
 
 
 def bar_plot(rows: Sequence[Mapping[str, Any]], path: Path, title: str, columns: Sequence[str] | None = None) -> Path | None:

@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from affectkit.core.report import new_figure, save_png
+
 COLUMNS = (("method", "method"), ("layer", "layer"), ("accuracy", "top-1"), ("val_accuracy", "val top-1"),
            ("trainable_params", "trainable"), ("train_s_per_epoch", "s/epoch"), ("train_memory_mb", "train MB"),
            ("images_per_s", "images/s"))
@@ -46,26 +48,6 @@ def comparison_table(rows: Sequence[Mapping[str, Any]], title: str = "act-prompt
     return table
 
 
-def _figure(width: float = 5.5, height: float = 4.0) -> tuple[Any, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(width, height))
-
-
-def _save(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    from affectkit.core.runs import atomic_save
-
-    fig.tight_layout()
-    atomic_save(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-    return Path(path)
-
-
 def plot_accuracy_vs_params(path: Path, rows: Sequence[Mapping[str, Any]], title: str = "",
                             errors: Mapping[str, float] | None = None) -> Path | None:
     """Top-1 accuracy against trainable parameters (log scale), one labelled point per row; ``errors``
@@ -73,7 +55,7 @@ def plot_accuracy_vs_params(path: Path, rows: Sequence[Mapping[str, Any]], title
     points = [r for r in rows if r.get("trainable_params") and r.get("accuracy") is not None]
     if not points:
         return None
-    fig, ax = _figure()
+    fig, ax = new_figure((5.5, 4.0))
     for row in points:
         label = row.get("label") or row["method"]
         err = (errors or {}).get(label)
@@ -85,12 +67,12 @@ def plot_accuracy_vs_params(path: Path, rows: Sequence[Mapping[str, Any]], title
     ax.set_ylabel("top-1 accuracy")
     ax.grid(alpha=0.3)
     ax.set_title(title or "accuracy against trainable parameters", fontsize=10)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_sweep(path: Path, rows: Sequence[Mapping[str, Any]], chosen: int, title: str = "") -> Path:
     """Validation accuracy of AP per candidate layer, the chosen one marked."""
-    fig, ax = _figure(5.0, 3.5)
+    fig, ax = new_figure((5.0, 3.5))
     layers = [r["layer"] for r in rows]
     ax.plot(layers, [r["accuracy"] for r in rows], marker="o")
     best = next(r for r in rows if r["layer"] == chosen)
@@ -101,4 +83,4 @@ def plot_sweep(path: Path, rows: Sequence[Mapping[str, Any]], chosen: int, title
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title or "activation prompt: layer sweep", fontsize=10)
-    return _save(fig, path)
+    return save_png(fig, path)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from affectkit.core.errors import UsageError
+from affectkit.core.report import new_figure, save_png
 from affectkit.tasks.tqd.method_flow import flow_loss
 
 BANDS = ((0.0, 0.2), (0.2, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 1.0))
@@ -346,31 +347,12 @@ def sample_metrics(samples: Any, reference: Any, flow: bool = True, feature_seed
 # ---------------------------------------------------------------------------------------------
 
 
-def _figure(size: tuple[float, float] = (6.0, 4.2)) -> Any:
-    """A pyplot-free Agg figure with one axes."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig, fig.add_subplot()
-
-
-def _save(fig: Any, path: str | Path) -> Path:
-    """Write the figure as a PNG atomically."""
-    from affectkit.core.runs import atomic_save
-
-    path = Path(path)
-    atomic_save(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    return path
-
-
 def plot_band_losses(path: str | Path, results: Mapping[str, Mapping[str, float]], title: str = "") -> Path:
     """Held-out loss per noise band, one line per run (``results``: name -> :func:`band_losses` dict; the
     legend shows each run's mean). Written atomically as a PNG; returns the path."""
     if not results:
         raise UsageError("plot_band_losses: no results to plot")
-    fig, ax = _figure()
+    fig, ax = new_figure()
     labels: list[str] = []
     for name, bands in results.items():
         keys = [k for k in bands if k != "mean"]
@@ -384,7 +366,7 @@ def plot_band_losses(path: str | Path, results: Mapping[str, Mapping[str, float]
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title or "held-out denoising loss per noise band")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_gradient_similarity(path: str | Path, curves: Mapping[str, Mapping[float, float]],
@@ -393,7 +375,7 @@ def plot_gradient_similarity(path: str | Path, curves: Mapping[str, Mapping[floa
     adds error bars. Written atomically as a PNG; returns the path."""
     if not curves:
         raise UsageError("plot_gradient_similarity: no curves to plot")
-    fig, ax = _figure()
+    fig, ax = new_figure()
     for name, curve in curves.items():
         s = sorted(curve, key=float)
         y = [curve[k] for k in s]
@@ -407,7 +389,7 @@ def plot_gradient_similarity(path: str | Path, curves: Mapping[str, Mapping[floa
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title or "gradient similarity per noise level")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_samples(path: Path, samples: Any, reference: Any, rows: int = 4) -> Path:
@@ -416,8 +398,8 @@ def plot_samples(path: Path, samples: Any, reference: Any, rows: int = 4) -> Pat
 
     clips = [*to_uint8(samples[:rows]), *to_uint8(reference[:rows])]
     strip = np.concatenate([np.concatenate(list(c), axis=1) for c in clips], axis=0)
-    fig, ax = _figure((8.0, 0.6 * len(clips) + 0.6))
+    fig, ax = new_figure((8.0, 0.6 * len(clips) + 0.6))
     ax.imshow(strip, interpolation="nearest")
     ax.set_axis_off()
     ax.set_title(f"top {rows}: generated; bottom {rows}: held-out golden (frames left to right)")
-    return _save(fig, path)
+    return save_png(fig, path)
